@@ -17,13 +17,14 @@ import pytest
 from rag.index import Index
 from rag.testing import FakeEmbedder
 
-N_DOCS = 240
+N_DOCS = 120
 BATCH = 8
 KILLS = 30
-WORDS = (
-    "Regierung Verhandlungen Gipfel Beziehungen Moskau Washington Sanktionen Energie "
-    "Wirtschaft Frieden Gespräch Delegation Kreml Ministerium Abkommen Bündnis"
-).split()
+WORDS = [
+    "Regierung", "Verhandlungen", "Gipfel", "Beziehungen", "Moskau", "Washington",
+    "Sanktionen", "Energie", "Wirtschaft", "Frieden", "Gespräch", "Delegation", "Kreml",
+    "Ministerium", "Abkommen", "Bündnis",
+]  # fmt: skip
 
 
 def write_corpus(folder: Path, version: int) -> None:
@@ -71,8 +72,14 @@ def test_sigkill_during_ingest_keeps_last_committed_state(tmp_path: Path) -> Non
         if not corpus.exists():
             write_corpus(corpus, run % 2)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.crash_ingest", str(corpus), str(index_dir),
-             str(BATCH)],
+            [
+                sys.executable,
+                "-m",
+                "tests.helpers.crash_ingest",
+                str(corpus),
+                str(index_dir),
+                str(BATCH),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -103,19 +110,21 @@ def test_sigkill_during_ingest_keeps_last_committed_state(tmp_path: Path) -> Non
             got = doc_versions(index)
         finally:
             index.close()
-        # Documents are ingested in order; the new version must cover a prefix that ends at
-        # a batch boundary at or after the last reported commit, the rest keep their state.
+        # Documents are ingested in order, in batches of BATCH: everything up to the last
+        # reported commit has the new version, the batch in flight landed all or nothing,
+        # and everything after it is exactly as before this run.
         new = run % 2
-        prefix = 0
-        while prefix < N_DOCS and got.get(order[prefix]) == new:
-            prefix += 1
-        assert prefix >= min(committed, N_DOCS)
-        assert prefix % BATCH == 0 or prefix == N_DOCS
-        assert prefix <= committed + BATCH
-        for doc_id in order[prefix:]:
+        done = min(committed, N_DOCS)
+        assert done % BATCH == 0 or done == N_DOCS
+        in_flight = order[done : done + BATCH]
+        for doc_id in order[:done]:
+            assert got.get(doc_id) == new
+        flight_new = [got.get(d) == new for d in in_flight]
+        flight_old = [got.get(d) == versions.get(d) for d in in_flight]
+        assert all(flight_new) or all(flight_old)
+        for doc_id in order[done + BATCH :]:
             assert got.get(doc_id) == versions.get(doc_id)
-        for doc_id in order[:prefix]:
-            versions[doc_id] = new
+        versions = dict(got)
     assert kills_done >= KILLS * 0.8  # most runs really were killed mid-ingest
 
 
