@@ -1,0 +1,109 @@
+"""``create_app()``: the FastAPI app; the lifespan loads the index and models once.
+
+Run it with ``uvicorn --factory api.main:create_app`` (or ``rag serve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from api.deps import Runtime
+from api.errors import install_error_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import ask, documents, health, openai, passages, web
+from api.security import AccessMiddleware, BodyLimitMiddleware, PassageSigner, RateLimiter
+from rag.config import Settings, get_settings
+from rag.service import RagService
+
+DESCRIPTION = """
+Questions answered from the document corpus, with citations checked against the text.
+
+* `POST /v1/ask` answers (JSON, or server-sent events with `"stream": true`);
+  `POST /v1/search` returns ranked passages.
+* `/v1/documents` lists, reads, adds and deletes documents.
+* `/v1/chat/completions`, `/v1/models` and `/v1/embeddings` speak OpenAI's protocol;
+  citations arrive as `url_citation` annotations on the `[n]` markers.
+* `GET /v1/passages/{chunk_id}` shows a cited passage in its document.
+
+With `RAG_API_KEYS` set, send `Authorization: Bearer KEY`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("rag-citations")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(service: RagService | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the app around ``service`` (default: one built from ``settings``).
+
+    A service passed in is opened (if needed) but not closed at shutdown: its owner closes it.
+    """
+    settings = settings or get_settings()
+    owns_service = service is None
+    if service is None:
+        service = RagService.from_settings(settings)
+    keys = [k.get_secret_value() for k in settings.api_keys if k.get_secret_value()]
+    runtime = Runtime(
+        settings=settings,
+        service=service,
+        metrics=Metrics(),
+        signer=PassageSigner(keys),
+        owns_service=owns_service,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.loaded = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            # Load in the background: /healthz answers at once, /readyz says 503 until done.
+            tasks.start_soon(runtime.load)
+            yield
+        if runtime.owns_service:
+            await anyio.to_thread.run_sync(runtime.service.close)
+
+    app = FastAPI(
+        title="RAG citations API",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    # Declares the bearer scheme in OpenAPI (for /docs); AccessMiddleware enforces it.
+    protected = [Depends(HTTPBearer(auto_error=False))] if keys else []
+    app.include_router(health.router)
+    app.include_router(health.metrics_router, dependencies=protected)
+    for module in (ask, documents, passages, openai):
+        app.include_router(module.router, dependencies=protected)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+
+    # Added innermost first: CORS wraps everything, so even 401/413/429 carry its headers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    limiter = (
+        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    )
+    app.add_middleware(AccessMiddleware, keys=keys, limiter=limiter, signer=runtime.signer)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+    return app

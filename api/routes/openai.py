@@ -1,0 +1,199 @@
+"""OpenAI-compatible endpoints: models, chat completions (streamed or not), embeddings."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import LinksDep, RuntimeDep, ServiceDep, SettingsDep
+from api.errors import rag_error_status, scrub_paths
+from api.openai_compat import (
+    ChunkWriter,
+    annotations_for,
+    completion,
+    new_completion_id,
+    sources_section,
+    split_conversation,
+)
+from api.openai_schemas import (
+    CORPUS_MODEL,
+    ChatCompletion,
+    ChatCompletionRequest,
+    EmbeddingItem,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+from api.routes import COMMON_ERRORS, event_stream, responses
+from api.routes.ask import SSE_HEADERS, check_length, first_and_rest
+from rag.errors import RagError
+from rag.service import RagService
+from rag.types import Answer, Citation, CitationsEvent, DeltaEvent, DoneEvent
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=COMMON_ERRORS)
+
+MAX_EMBEDDING_INPUTS = 2048
+_STARTED = int(time.time())
+
+
+def _cards(service: RagService) -> list[ModelCard]:
+    return [
+        ModelCard(id=CORPUS_MODEL, created=_STARTED, owned_by="rag"),
+        ModelCard(id=service.embedding_model_name, created=_STARTED, owned_by="rag"),
+    ]
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(service: ServiceDep) -> ModelList:
+    """The corpus as a chat model, and the embedding model."""
+    return ModelList(data=_cards(service))
+
+
+@router.get("/models/{model_id:path}", response_model=ModelCard, responses=responses(404))
+async def get_model(model_id: str, service: ServiceDep) -> ModelCard:
+    for card in _cards(service):
+        if card.id == model_id:
+            return card
+    raise HTTPException(404, f"no model {model_id!r}; GET /v1/models lists them")
+
+
+def _usage(service: RagService, prompt: Sequence[str], completion_text: str) -> Usage:
+    count = service.embedder.count_tokens
+    prompt_tokens = sum(count(t) for t in prompt if t)
+    completion_tokens = count(completion_text) if completion_text else 0
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: event_stream(
+            "A chat completion; with `stream: true` `data:` lines of chat.completion.chunk "
+            "objects, then `data: [DONE]`."
+        ),
+        **responses(502),
+    },
+)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    links: LinksDep,
+) -> ChatCompletion | StreamingResponse:
+    """Answer the last user message; earlier turns are history. Citations are annotations."""
+    try:
+        question, history = split_conversation(body.messages)
+    except ValueError as exc:
+        raise HTTPException(422, f"messages: {exc}") from None
+    check_length(question, settings, "messages[-1].content")
+    kwargs: dict[str, Any] = {
+        "top_k": min(body.top_k or settings.top_k, settings.max_top_k),
+        "filters": body.filters.to_filters() if body.filters else None,
+        "history": history,
+    }
+    prompt = [question, *(t.content for t in history)]
+    if not body.stream:
+        answer: Answer = await run_in_threadpool(service.ask, question, **kwargs)
+        runtime.metrics.observe_timings(answer.timings_ms, abstained=answer.abstained)
+        usage = await run_in_threadpool(_usage, service, prompt, answer.text)
+        return completion(
+            completion_id=new_completion_id(),
+            model=body.model,
+            text=answer.text,
+            citations=answer.citations,
+            language=answer.language,
+            link=links.passage,
+            usage=usage,
+        )
+
+    events = await first_and_rest(service.ask_stream(question, **kwargs))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    writer = ChunkWriter(new_completion_id(), body.model, include_usage=include_usage)
+
+    async def stream() -> AsyncIterator[str]:
+        yield writer.start()
+        parts: list[str] = []
+        citations: Sequence[Citation] = ()
+        final: Answer | None = None
+        try:
+            async for event in events:
+                if isinstance(event, DeltaEvent) and event.text:
+                    parts.append(event.text)
+                    yield writer.delta(event.text)
+                elif isinstance(event, CitationsEvent):
+                    citations = event.citations
+                elif isinstance(event, DoneEvent):
+                    final = event.answer
+        except RagError as exc:
+            _, kind = rag_error_status(exc)
+            log.warning("streamed chat completion failed: %s", exc)
+            for line in writer.error(kind, scrub_paths(str(exc))):
+                yield line
+            return
+        text = "".join(parts)
+        if final is not None:
+            runtime.metrics.observe_timings(final.timings_ms, abstained=final.abstained)
+            citations = final.citations or citations
+            if not text and final.text:  # an answer that came without deltas
+                text = final.text
+                yield writer.delta(text)
+        language = final.language if final is not None else "en"
+        section = sources_section(citations, language, links.passage)
+        if section:
+            # Offsets refer to the content as streamed, which starts with the answer text.
+            yield writer.delta(section, annotations_for(text, citations, links.passage))
+        usage = await run_in_threadpool(_usage, service, prompt, text + section)
+        for line in writer.finish(usage):
+            yield line
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse)
+async def embeddings(body: EmbeddingRequest, service: ServiceDep) -> EmbeddingResponse:
+    """Vectors of the index's embedding model (L2-normalised float32)."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts:
+        raise HTTPException(422, "input: give a text or a non-empty list of texts")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise HTTPException(422, f"input: at most {MAX_EMBEDDING_INPUTS} texts per request")
+    dimension = service.embedder.identity.dimension
+    if body.dimensions is not None and body.dimensions != dimension:
+        raise HTTPException(
+            422, f"dimensions: this model only returns {dimension} dimensions; omit the field"
+        )
+    vectors = await run_in_threadpool(service.embed, texts, kind=body.input_type)
+    tokens = await run_in_threadpool(lambda: sum(service.embedder.count_tokens(t) for t in texts))
+    data: list[EmbeddingItem] = []
+    for i, vector in enumerate(vectors):
+        values = np.asarray(vector, dtype="<f4")
+        encoded: list[float] | str = (
+            base64.b64encode(values.tobytes()).decode("ascii")
+            if body.encoding_format == "base64"
+            else [float(x) for x in values]
+        )
+        data.append(EmbeddingItem(index=i, embedding=encoded))
+    return EmbeddingResponse(
+        data=data,
+        model=service.embedding_model_name,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
