@@ -1,0 +1,306 @@
+"""The ``rag`` command line: ingest, inspect, search, ask, evaluate, serve, prepare models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rag.config import Settings, get_settings
+from rag.errors import RagError
+from rag.types import Filters
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SKIPPED = 3  # ingest finished, but some files could not be read
+
+
+def _service(settings: Settings):  # type: ignore[no-untyped-def]
+    # Imported here: `rag --help` should not pay for torch and sentence-transformers.
+    from rag.service import RagService
+
+    return RagService.from_settings(settings)
+
+
+def _filters(args: argparse.Namespace) -> Filters | None:
+    filters = Filters(
+        doc_ids=tuple(args.doc or ()),
+        sources=tuple(args.source or ()),
+        published_from=args.date_from,
+        published_to=args.date_to,
+    )
+    return None if filters.is_empty() else filters
+
+
+# -- commands -------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rag.index import Progress
+    from rag.loaders import Skipped, iter_documents
+    from rag.types import Document
+
+    if args.rebuild:
+        from rag.rebuild import rebuild_index
+
+        report = rebuild_index(settings, [Path(p) for p in args.paths])
+    else:
+        service = _service(settings)
+        bar = tqdm(desc="ingest", unit="doc", disable=args.quiet or None)
+        state = {"chunks": 0}
+
+        def on_progress(p: Progress) -> None:
+            bar.update(p.documents - bar.n)
+            state["chunks"] = p.chunks
+            bar.set_postfix(chunks=p.chunks, generation=p.generation)
+            if args.log_commits:
+                print(json.dumps({"committed": list(p.committed_doc_ids)}), flush=True)
+
+        def items() -> Iterator[Document | Skipped]:
+            for item in iter_documents([Path(p) for p in args.paths]):
+                if isinstance(item, Skipped):
+                    tqdm.write(f"skipped {item.path}: {item.reason}", file=sys.stderr)
+                yield item
+
+        report = service.index.ingest(items(), prune=args.prune, on_progress=on_progress)
+        bar.update(len(report.added) + len(report.updated) + len(report.unchanged) - bar.n)
+        bar.close()
+        service.close()
+    print(report.summary())
+    for skipped in report.skipped:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    return EXIT_SKIPPED if report.skipped else EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    for doc_id in args.doc_ids:
+        service.delete_document(doc_id)
+        print(f"deleted {doc_id}")
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    stats = service.stats()
+    out = {
+        "index_dir": str(settings.index_dir),
+        "documents": stats.documents,
+        "chunks": stats.chunks,
+        "generation": stats.generation,
+        "index_kind": stats.index_kind,
+        "sqlite_bytes": stats.sqlite_bytes,
+        "faiss_bytes": stats.faiss_bytes,
+        "embedding_model": stats.embedder.__dict__ if stats.embedder else None,
+        "llm": service.llm_name,
+        "notes": list(stats.notes),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for key, value in out.items():
+            print(f"{key:16} {value}")
+    return EXIT_OK
+
+
+def cmd_chunks(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    doc = service.get_document(args.doc_id)
+    chunks = service.get_chunks(args.doc_id)
+    print(f"{doc.doc_id}: {doc.title} ({len(chunks)} chunks, published {doc.published})")
+    for c in chunks:
+        tokens = service.embedder.count_tokens(c.text)
+        print(f"\n--- #{c.ordinal} id={c.chunk_id} [{c.start}:{c.end}] {tokens} tokens")
+        print(c.text)
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    hits = service.retriever.search(args.query, args.top_k, _filters(args), mode=args.mode)
+    if args.json:
+        print(json.dumps([_hit_json(h) for h in hits], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for rank, hit in enumerate(hits, 1):
+        c = hit.chunk
+        dense = "-" if hit.dense_score is None else f"{hit.dense_score:.3f}"
+        lexical = "-" if hit.lexical_score is None else f"{hit.lexical_score:.2f}"
+        print(
+            f"{rank}. [{c.doc_id} {c.start}:{c.end}] score={hit.score:.4f} "
+            f"dense={dense} lexical={lexical}  {hit.title}"
+        )
+        print("   " + c.text.replace("\n", " ")[:300])
+        for dup in hit.duplicates:
+            print(f"   also in {dup.doc_id} [{dup.start}:{dup.end}]")
+    return EXIT_OK
+
+
+def _hit_json(hit: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(hit)  # type: ignore[call-overload, no-any-return]
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    service = _service(settings)
+    answer = service.ask(args.question, top_k=args.top_k, filters=_filters(args))
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(answer.text)
+    if answer.citations:
+        print("\nQuellen:" if answer.language == "de" else "\nSources:")
+        for c in answer.citations:
+            mark = "" if c.supported else "  (not supported)"
+            print(f"[{c.number}] {c.title} ({c.doc_id}, {c.start}:{c.end}){mark}")
+            print(f"    „{c.quote}“")
+    if answer.abstained:
+        print(f"\n(abstained: {answer.reason})")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluation import run_eval
+
+    return run_eval(settings, Path(args.path), split=args.split, out=args.out, modes=args.modes)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if args.ingest:
+        from rag.index import is_fresh
+        from rag.loaders import load_documents
+
+        loaded = load_documents([Path(p) for p in args.ingest])
+        if is_fresh(settings.index_dir, loaded.documents):
+            print(
+                f"index in {settings.index_dir} is up to date ({len(loaded.documents)} documents)"
+            )
+        else:
+            ingest = argparse.Namespace(
+                paths=args.ingest, prune=True, rebuild=False, quiet=False, log_commits=False
+            )
+            cmd_ingest(ingest, settings)
+    # An import string, so rag/ does not import api/ (the API layer depends on us).
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    return EXIT_OK
+
+
+def cmd_models_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.model_convert import prepare_default_model
+
+    path = prepare_default_model(settings.model_dir, force=args.force)
+    print(f"embedding model ready in {path}")
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    p.add_argument("--source", action="append", help="only this source (repeatable)")
+    p.add_argument("--from", dest="date_from", help="published on or after (YYYY-MM-DD)")
+    p.add_argument("--to", dest="date_to", help="published on or before (YYYY-MM-DD)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Question answering over documents with checked citations."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="add or update documents (files or folders)")
+    p.add_argument("paths", nargs="+", help="files or folders (.txt .md .html .jsonl)")
+    p.add_argument("--prune", action="store_true", help="delete documents not in PATHS")
+    p.add_argument(
+        "--rebuild", action="store_true", help="build a fresh index (e.g. after a model change)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log-commits", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("delete", help="remove documents by id")
+    p.add_argument("doc_ids", nargs="+")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("stats", help="counts, model and sizes of the index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("chunks", help="a document's passages with offsets")
+    p.add_argument("doc_id")
+    p.set_defaults(func=cmd_chunks)
+
+    p = sub.add_parser("search", help="ranked passages for a query")
+    p.add_argument("query")
+    p.add_argument("-k", "--top-k", type=int, default=5)
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None)
+    p.add_argument("--json", action="store_true")
+    _add_filters(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question with citations")
+    p.add_argument("question")
+    p.add_argument("-k", "--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    _add_filters(p)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="retrieval/answer metrics on a QA file or BEIR folder")
+    p.add_argument("path", help="a QA .jsonl (like shared/eval/dev.jsonl) or a BEIR folder")
+    p.add_argument("--split", choices=["dev", "test"], default=None)
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    p.add_argument(
+        "--modes", default="dense,lexical,hybrid", help="retrieval modes to compare (csv)"
+    )
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="serve the HTTP API and chat page")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--ingest",
+        nargs="+",
+        metavar="PATH",
+        help="first bring the index up to date with these files/folders (skipped if fresh)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="manage embedding models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    mp = msub.add_parser("prepare", help="convert the bundled offline model (once)")
+    mp.add_argument("--force", action="store_true", help="convert again")
+    mp.set_defaults(func=cmd_models_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args, get_settings())
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

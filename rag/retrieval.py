@@ -1,0 +1,167 @@
+"""Hybrid retrieval: dense (FAISS) + German lexical (BM25), fused, filtered, de-duplicated."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from rag.analysis import detect_language
+from rag.embeddings import FloatArray
+from rag.fusion import fuse
+from rag.index import Index
+from rag.store import text_key
+from rag.types import Chunk, Filters, Hit, Location
+
+Mode = Literal["hybrid", "dense", "lexical"]
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Fusion settings; defaults chosen by measurement (see README, `rag eval`)."""
+
+    method: str = "rrf"
+    weights_de: tuple[float, float] = (1.0, 1.0)  # (dense, lexical) for German questions
+    weights_en: tuple[float, float] = (1.0, 0.5)  # English: the lexical side only sees names
+    rrf_k: int = 60
+    candidates: int = 50  # per retriever, before fusion
+    near_duplicate_cosine: float = 0.97
+
+
+class Retriever:
+    """Answers ``search(query, top_k, filters)`` over an ``Index``."""
+
+    def __init__(self, index: Index, *, mode: Mode = "hybrid", fusion: FusionConfig | None = None):
+        self.index = index
+        self.mode: Mode = mode
+        self.fusion = fusion or FusionConfig()
+
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: Filters | None = None,
+        *,
+        mode: Mode | None = None,
+        query_vector: FloatArray | None = None,
+    ) -> list[Hit]:
+        """The ``top_k`` best passages for ``query`` (after filtering and de-duplication).
+
+        ``query_vector`` skips embedding the query (evaluation compares modes on one vector).
+        """
+        mode = mode or self.mode
+        self.index.refresh()
+        allowed: set[int] | None = None
+        if filters is not None and not filters.is_empty():
+            allowed = self.index.store.chunk_ids_matching(
+                doc_ids=filters.doc_ids,
+                sources=filters.sources,
+                published_from=filters.published_from,
+                published_to=filters.published_to,
+            )
+            if not allowed:
+                return []
+        # Fetch extra candidates: de-duplication may fold several into one hit.
+        n = max(self.fusion.candidates, top_k * 3)
+        dense: list[tuple[int, float]] = []
+        lexical: list[tuple[int, float]] = []
+        if mode in ("hybrid", "dense"):
+            qvec = (
+                query_vector
+                if query_vector is not None
+                else self.index.embedder.embed_queries([query])[0]
+            )
+            dense = self.index.dense_search(qvec, n, allowed)
+        if mode in ("hybrid", "lexical"):
+            lexical = self.index.lexical_search(query, n, allowed)
+        if mode == "dense":
+            ranked = dense
+        elif mode == "lexical":
+            ranked = lexical
+        else:
+            language = detect_language(query)
+            weights = self.fusion.weights_en if language == "en" else self.fusion.weights_de
+            ranked = fuse(
+                dense,
+                lexical,
+                method=self.fusion.method,
+                weights=weights,
+                k=self.fusion.rrf_k,
+                language=language,
+            )
+        return self._hits(ranked, dict(dense), dict(lexical), top_k)
+
+    def _hits(
+        self,
+        ranked: Sequence[tuple[int, float]],
+        dense: dict[int, float],
+        lexical: dict[int, float],
+        top_k: int,
+    ) -> list[Hit]:
+        ids = [cid for cid, _ in ranked]
+        chunks = self.index.store.get_chunks(ids)
+        kept: list[tuple[Chunk, float]] = []
+        folded: dict[int, list[Chunk]] = {}
+        kept_vecs: list[FloatArray] = []
+        kept_keys: list[str] = []
+        vecs = self.index.store.embeddings_for(ids)
+        for cid, score in ranked:
+            chunk = chunks.get(cid)
+            if chunk is None:  # deleted by another process since the FAISS snapshot
+                continue
+            vec = vecs[cid]
+            key = text_key(chunk.text)
+            # Same normalised text (syndicated copy) or nearly the same vector: one hit.
+            twin = next(
+                (
+                    i
+                    for i, kv in enumerate(kept_vecs)
+                    if kept_keys[i] == key
+                    or float(np.dot(kv, vec)) >= self.fusion.near_duplicate_cosine
+                ),
+                None,
+            )
+            if twin is not None:
+                folded.setdefault(kept[twin][0].chunk_id, []).append(chunk)
+                continue
+            kept.append((chunk, score))
+            kept_vecs.append(vec)
+            kept_keys.append(key)
+            if len(kept) >= top_k:
+                break
+        exact_twins = self.index.store.duplicates_of([c.chunk_id for c, _ in kept])
+        meta_ids = {c.doc_id for c, _ in kept}
+        for cid in list(folded) + list(exact_twins):
+            meta_ids.update(c.doc_id for c in folded.get(cid, []) + exact_twins.get(cid, []))
+        docs = self.index.store.document_meta(meta_ids)
+        hits = []
+        for chunk, score in kept:
+            others: dict[int, Chunk] = {}
+            for other in folded.get(chunk.chunk_id, []) + exact_twins.get(chunk.chunk_id, []):
+                others.setdefault(other.chunk_id, other)
+            doc = docs.get(chunk.doc_id)
+            hits.append(
+                Hit(
+                    chunk=chunk,
+                    score=float(score),
+                    title=doc.title if doc else "",
+                    url=doc.url if doc else None,
+                    published=doc.published if doc else None,
+                    source=doc.source if doc else None,
+                    dense_score=dense.get(chunk.chunk_id),
+                    lexical_score=lexical.get(chunk.chunk_id),
+                    duplicates=tuple(
+                        Location(
+                            doc_id=o.doc_id,
+                            chunk_id=o.chunk_id,
+                            start=o.start,
+                            end=o.end,
+                            title=docs[o.doc_id].title if o.doc_id in docs else "",
+                        )
+                        for o in others.values()
+                    ),
+                )
+            )
+        return hits

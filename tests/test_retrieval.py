@@ -1,0 +1,76 @@
+"""Hybrid retrieval on the real model and the demo corpus, plus filters and near-duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.index import Index
+from rag.loaders import document_from_text, load_documents
+from rag.retrieval import Retriever
+from rag.testing import FakeEmbedder
+from rag.types import Filters
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+
+
+def top_texts(service, query: str, k: int = 3, **kw) -> list[str]:  # type: ignore[no-untyped-def]
+    return [h.chunk.text for h in service.search(query, top_k=k, **kw)]
+
+
+@pytest.mark.slow
+def test_german_question_with_a_rare_name(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    texts = top_texts(
+        api_real_service, "Was erwartet Sergej Riabkow von den bilateralen Beziehungen?"
+    )
+    assert "Riabkow" in texts[0]
+
+
+@pytest.mark.slow
+def test_question_about_a_date(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    texts = top_texts(api_real_service, "Was geschah am 28. Januar 2017?")
+    assert any("28. Januar 2017" in t for t in texts[:2])
+
+
+@pytest.mark.slow
+def test_english_question_finds_german_paragraph(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    texts = top_texts(api_real_service, "Who is the spokeswoman of the White House?")
+    assert any("Katherine Leavitt" in t for t in texts[:2])
+
+
+@pytest.mark.slow
+def test_filters_restrict_and_top_k_holds(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    only = "001_40d325ee384e1a80"
+    hits = api_real_service.search(
+        "Telefonat zwischen Putin und Trump", top_k=4, filters=Filters(doc_ids=(only,))
+    )
+    assert len(hits) == 4
+    assert {h.chunk.doc_id for h in hits} == {only}
+    dated = api_real_service.search(
+        "Beziehungen",
+        top_k=3,
+        filters=Filters(published_from="2024-11-01", published_to="2024-11-30"),
+    )
+    assert dated and all(h.published and h.published.startswith("2024-11") for h in dated)
+    none = api_real_service.search("Beziehungen", filters=Filters(published_to="1990-01-01"))
+    assert none == []
+
+
+def test_syndicated_paragraph_comes_back_once_with_its_other_locations(tmp_path: Path) -> None:
+    index = Index(tmp_path / "idx", FakeEmbedder())
+    docs = load_documents([CORPUS]).documents
+    original = next(d for d in docs if d.doc_id.startswith("002"))
+    paragraph = next(p for p in original.text.split("\n\n") if "Katherine Leavitt" in p)
+    copy = document_from_text(
+        "syndicated-copy",
+        "Agenturmeldung über Trump und Russland\n\n" + paragraph + "\n\nEnde der Meldung über "
+        "die Gespräche zwischen den Regierungen in Washington und Moskau.",
+    )
+    index.ingest([*docs, copy])
+    hits = Retriever(index).search("Katherine Leavitt Sprecherin dauerhaften Frieden", 5)
+    with_leavitt = [h for h in hits if "Katherine Leavitt" in h.chunk.text]
+    assert len(with_leavitt) == 1
+    others = {loc.doc_id for loc in with_leavitt[0].duplicates}
+    assert others == {"syndicated-copy", original.doc_id} - {with_leavitt[0].chunk.doc_id}
+    index.close()
