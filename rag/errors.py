@@ -1,14 +1,14 @@
 """Errors raised by the library; messages say what to do next.
 
-    RagError
-    ├── ConfigError            a setting is wrong or a model cannot be found
-    ├── IndexNotFoundError     no index in the index directory yet
-    ├── IndexMismatchError     the index was built with another embedding model
-    ├── IndexCorruptError      a file of the index is damaged and cannot be rebuilt
-    ├── IndexBusyError         another process holds the writer lock
-    ├── IngestError            a document could not be loaded or stored
-    ├── DocumentNotFoundError  no document with that id
-    └── GenerationError        the LLM failed (timeout, error, all fallbacks exhausted)
+RagError
+├── ConfigError            a setting is wrong or a model cannot be found
+├── IndexNotFoundError     no index in the index directory yet
+├── IndexMismatchError     the index was built with another embedding model
+├── IndexCorruptError      a file of the index is damaged and cannot be rebuilt
+├── IndexBusyError         another process holds the writer lock
+├── IngestError            a document could not be loaded or stored
+├── DocumentNotFoundError  no document with that id
+└── GenerationError        the LLM failed (timeout, error, all fallbacks exhausted)
 """
 
 from __future__ import annotations

@@ -333,9 +333,7 @@ class Index:
         if not todo:
             return len(docs)
         chunks_by_doc = {
-            doc.doc_id: chunk_document(
-                doc, self.embedder.count_tokens, max_tokens=self.max_tokens
-            )
+            doc.doc_id: chunk_document(doc, self.embedder.count_tokens, max_tokens=self.max_tokens)
             for doc, _ in todo
         }
         all_chunks = [c for cs in chunks_by_doc.values() for c in cs]

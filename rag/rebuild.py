@@ -1,4 +1,4 @@
-"""Rebuild an index from scratch (e.g. after changing the embedding model) without losing the old one.
+"""Rebuild an index from scratch (e.g. for a new embedding model), keeping the old one safe.
 
 The new index is built in a sibling folder; only when it is complete does it take the old
 one's place, so a crash or Ctrl-C during the rebuild leaves the previous index as it was.

@@ -145,7 +145,8 @@ class SqliteStore:
         if row is None:
             return None
         try:
-            return json.loads(row[0])
+            value: object = json.loads(row[0])
+            return value
         except json.JSONDecodeError as exc:
             raise IndexCorruptError(
                 f"the index manifest entry {key!r} is damaged; delete {self.path.parent} and "

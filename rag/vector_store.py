@@ -8,17 +8,20 @@ SQLite store holds every vector and can rebuild it at any time.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 from rag.embeddings import FloatArray
 from rag.errors import IndexCorruptError
+
+# faiss's SWIG stubs cover little of its API (no SearchParametersHNSW, no `sel=`): use it untyped.
+faiss: Any = importlib.import_module("faiss")
 
 IdArray = npt.NDArray[np.int64]
 IndexKind = Literal["exact", "hnsw", "ivf"]
@@ -61,7 +64,7 @@ class FaissVectorStore:
         self._index = self._new_index(dimension, kind)
 
     # -- construction -------------------------------------------------------------
-    def _new_index(self, dimension: int, kind: IndexKind) -> faiss.IndexIDMap2:
+    def _new_index(self, dimension: int, kind: IndexKind) -> Any:
         if kind == "exact":
             base = faiss.IndexFlatIP(dimension)
         elif kind == "hnsw":
@@ -111,7 +114,7 @@ class FaissVectorStore:
         self._quantizer = quantizer  # keep the Python wrapper alive as long as the index
 
     def remove(self, ids: Sequence[int] | IdArray) -> None:
-        """Remove ids; unknown ids are ignored. HNSW and IVF-in-IDMap2 cannot, so they are rebuilt."""
+        """Remove ids (unknown ones are ignored); HNSW and IVF cannot delete, so they rebuild."""
         if len(ids) == 0 or len(self) == 0:
             return
         drop = np.asarray(ids, dtype=np.int64)
@@ -130,7 +133,8 @@ class FaissVectorStore:
 
     def ids(self) -> IdArray:
         """Every id in the index, in insertion order."""
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        ids: IdArray = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return ids
 
     def _reconstruct(self, ids: IdArray) -> FloatArray:
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
@@ -150,7 +154,9 @@ class FaissVectorStore:
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
             if self.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.HNSW_EF_SEARCH, k))
+                params = faiss.SearchParametersHNSW(
+                    sel=selector, efSearch=max(self.HNSW_EF_SEARCH, k)
+                )
             elif self.kind == "ivf":
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=self.IVF_NPROBE)
             else:
