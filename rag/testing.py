@@ -1,0 +1,106 @@
+"""Deterministic fakes for unit tests of the logic around the real parts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.embeddings import EmbedderIdentity, FloatArray
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class FakeEmbedder:
+    """Bag-of-hashed-words vectors: texts sharing words are close, identical texts equal.
+
+    Each word seeds a random unit vector from SHA-256 of the lower-cased word, so the
+    result is deterministic across runs and machines.
+    """
+
+    def __init__(self, dimension: int = 64) -> None:
+        self._identity = EmbedderIdentity(name="fake", dimension=dimension, weights_sha256="fake")
+
+    @property
+    def identity(self) -> EmbedderIdentity:
+        return self._identity
+
+    def _word_vector(self, word: str) -> FloatArray:
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        vec = np.random.default_rng(seed).standard_normal(self._identity.dimension)
+        return vec.astype(np.float32)
+
+    def _embed(self, texts: Sequence[str]) -> FloatArray:
+        out = np.zeros((len(texts), self._identity.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                out[i] += self._word_vector(word)
+            norm = float(np.linalg.norm(out[i]))
+            if norm > 0:
+                out[i] /= norm
+        return out
+
+    def embed_queries(self, texts: Sequence[str]) -> FloatArray:
+        return self._embed(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> FloatArray:
+        return self._embed(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+
+# --- FakeChatModel (helper D) ---
+from collections.abc import Iterator  # noqa: E402
+
+from rag.errors import GenerationError  # noqa: E402
+
+
+class FakeChatModel:
+    """A scripted ``ChatModel``: replies with ``reply`` (or the next of ``replies``).
+
+    ``stream`` yields ``chunks`` when given (to split markers across pieces on purpose),
+    otherwise the reply in 3-character pieces. ``calls`` records every message list;
+    ``error`` makes every call raise ``GenerationError``.
+    """
+
+    def __init__(
+        self,
+        reply: str = "",
+        *,
+        replies: Sequence[str] = (),
+        chunks: Sequence[str] | None = None,
+        error: str | None = None,
+        name: str = "fake",
+    ) -> None:
+        self.name = name
+        self._reply = reply
+        self._replies = list(replies)
+        self._chunks = list(chunks) if chunks is not None else None
+        self._error = error
+        self.calls: list[list[dict[str, str]]] = []
+
+    def _next(self, messages: list[dict[str, str]]) -> str:
+        self.calls.append([dict(m) for m in messages])
+        if self._error is not None:
+            raise GenerationError(self._error)
+        if self._replies:
+            return self._replies.pop(0)
+        if self._chunks is not None:
+            return "".join(self._chunks)
+        return self._reply
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        return self._next(messages)
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        text = self._next(messages)
+        if self._chunks is not None and text == "".join(self._chunks):
+            yield from self._chunks
+        else:
+            yield from (text[i : i + 3] for i in range(0, len(text), 3))
+
+
+# --- end FakeChatModel ---
