@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -176,6 +178,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    # Importing sentence-transformers takes ~6 s; start it now so it overlaps with the
+    # freshness check and uvicorn's start-up (the app's lifespan then finds it imported).
+    threading.Thread(
+        target=importlib.import_module, args=("sentence_transformers",), daemon=True
+    ).start()
     if args.ingest:
         from rag.index import is_fresh
         from rag.loaders import load_documents
