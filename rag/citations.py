@@ -32,6 +32,7 @@ __all__ = [
     "Statement",
     "SupportThresholds",
     "check_citations",
+    "content_terms",
     "lexical_overlap",
     "statements_for",
 ]
@@ -315,7 +316,8 @@ _analyzer = GermanAnalyzer()
 _analyzer_lock = threading.Lock()
 
 
-def _terms(text: str, *, query: bool) -> set[str]:
+def content_terms(text: str, *, query: bool) -> set[str]:
+    """Stemmed content terms (``query``: an English text keeps names and numbers only)."""
     with _analyzer_lock:  # the Snowball stemmer object is not documented thread-safe
         return set(_analyzer.analyze_query(text) if query else _analyzer.analyze(text))
 
@@ -326,10 +328,10 @@ def lexical_overlap(claim: str, evidence: str) -> float:
     English claims keep only names and numbers (``analyze_query``), which is what can match
     German evidence literally. A claim without content terms scores 0.
     """
-    wanted = _terms(claim, query=True)
+    wanted = content_terms(claim, query=True)
     if not wanted:
         return 0.0
-    return len(wanted & _terms(evidence, query=False)) / len(wanted)
+    return len(wanted & content_terms(evidence, query=False)) / len(wanted)
 
 
 _LEADING_JUNK = " \t\r\n#*_>\u2022-\u2013\u2014|"  # bullets, dashes, markdown

@@ -1,26 +1,37 @@
 """Extractive answers: the passage sentences that best answer the question, with ``[n]``.
 
 Used when no LLM is configured. Every sentence of the retrieved passages is scored against
-the question (embedding similarity plus the share of the question's terms it contains);
-the best one or two (from different passages) are quoted verbatim, so each citation is
-supported by construction and its ``quote`` is exactly the sentence shown.
-Questions that ask for a number, an amount of money or a time ("Wie viel Geld …?",
-"Wann …?") only accept sentences that contain one; if none of the relevant sentences
-does, the answer abstains rather than quote something beside the point.
-"""
+the question: embedding cosine plus a small share of IDF-weighted term overlap (rare
+question terms such as names decide between near-equal cosines). The best one or two
+(from different passages) are quoted verbatim, so each citation is supported by
+construction and its ``quote`` is exactly the sentence shown. A multi-part question
+("Wie …, und was …?") adds the best sentence for each part (``question_parts``).
+Questions that ask for a kind of value (``rag.answer_types``: an amount, a count, a date,
+a quoted term, a specific name) only accept sentences that hold one; if none of the
+relevant sentences does, the answer abstains rather than quote something beside the
+point. An English question naming something that no passage spells or translates
+(``unmatched_names``) abstains as well: the passages are about something else."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.analysis import detect_language
+from rag.analysis import detect_language, fold, tokenize
+from rag.answer_types import (
+    AnswerType,
+    QuestionFocus,
+    expected_answer_type,
+    has_answer_type,
+    question_focus,
+    time_specificity,
+)
 from rag.citations import CLOSERS as _CLOSERS
-from rag.citations import SentenceBank, lexical_overlap
+from rag.citations import SentenceBank, content_terms
 from rag.embeddings import Embedder
 from rag.types import Citation, Hit
 
@@ -30,78 +41,17 @@ __all__ = [
     "compose_extractive",
     "expected_answer_type",
     "has_answer_type",
+    "merge_parts",
+    "question_names",
+    "question_parts",
     "score_sentences",
     "select_sentences",
+    "unmatched_names",
 ]
-
-AnswerType = Literal["money", "number", "time"]
-
-_TYPE_PATTERNS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
-    (
-        "money",
-        re.compile(
-            r"\b(wie ?viel geld|wie teuer|welche summe|welcher betrag|wie hoch (?:war|ist|sind|"
-            r"waren) (?:die|der) (?:summe|betrag|kosten)|how much money|what amount|how much "
-            r"(?:did|does|do|will|would) .{0,40}cost)\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (
-        "time",
-        re.compile(
-            r"\b(wann|seit wann|bis wann|ab wann|(?:in|ab|seit|bis) welchem jahr|welches jahr|"
-            r"welchem monat|an welchem tag|when|since when|what year|which year|what date|"
-            r"what time)\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (
-        "number",
-        re.compile(
-            r"\b(wie ?viele?|how many|how much|wie hoch|wie groß|wie lange|what percentage|"
-            r"wie alt|how old|how long)\b",
-            re.IGNORECASE,
-        ),
-    ),
-)
-_NUMBER_WORDS = (
-    r"zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|hundert|"
-    r"tausend|dutzend|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|"
-    r"thousand|dozen"
-)
-_HAS_NUMBER = re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b|\b(?:million|milliard|billion)", re.I)
-_HAS_MONEY = re.compile(
-    r"[€$£]|\b(?:euro|dollar|usd|eur|rubel|pfund|franken|mrd|mio|million|milliard|billion)",
-    re.IGNORECASE,
-)
-_HAS_TIME = re.compile(
-    r"\d|\b(?:januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|"
-    r"november|dezember|january|february|march|may|june|july|october|december|woche|monat|"
-    r"jahr|tag|morgen|gestern|heute|bald|demnächst|kürzlich|ende|anfang|mitte|frühjahr|"
-    r"sommer|herbst|winter|week|month|year|day|today|tomorrow|yesterday|soon|recently)",
-    re.IGNORECASE,
-)
 
 
 def _is_question(sentence: str) -> bool:
     return sentence.rstrip(_CLOSERS).endswith("?")
-
-
-def expected_answer_type(question: str) -> AnswerType | None:
-    """What kind of value the question asks for, if it clearly asks for one."""
-    for kind, pattern in _TYPE_PATTERNS:
-        if pattern.search(question):
-            return kind
-    return None
-
-
-def has_answer_type(sentence: str, kind: AnswerType) -> bool:
-    """Whether ``sentence`` contains a value of the kind asked for."""
-    if kind == "money":
-        return bool(_HAS_MONEY.search(sentence) and _HAS_NUMBER.search(sentence))
-    if kind == "time":
-        return bool(_HAS_TIME.search(sentence))
-    return bool(_HAS_NUMBER.search(sentence))
 
 
 @dataclass(frozen=True)
@@ -111,8 +61,10 @@ class ScoredSentence:
     hit_index: int
     start: int  # offsets into ``hits[hit_index].chunk.text``
     end: int
-    score: float
+    score: float  # what selection ranks by (see ``score_sentences``)
     vector_index: int  # row in the passage's sentence vectors (for near-duplicate checks)
+    cosine: float = 0.0  # embedding similarity alone (what the relevance floor compares)
+    overlap: float = 0.0  # IDF-weighted share of the question's terms in the sentence
 
 
 def score_sentences(
@@ -122,23 +74,78 @@ def score_sentences(
     bank: SentenceBank,
     *,
     lexical_weight: float = 0.0,
+    rank_weight: float = 0.0,
 ) -> list[ScoredSentence]:
-    """Every quotable sentence of ``hits``, best first."""
+    """Every quotable sentence of ``hits``, best first.
+
+    ``score = cosine + lexical_weight * overlap - rank_weight * passage_rank``. ``overlap``
+    weights each question term by its inverse frequency among the candidate sentences:
+    terms that every sentence repeats ("USA", "Russland" in a corpus about both) say
+    little, the rare ones ("gegenseitig", a name) decide between near-equal cosines.
+    """
     if not hits:
         return []
     entries = bank.get([hit.chunk for hit in hits])
     query = embedder.embed_queries([question])[0]
-    scored: list[ScoredSentence] = []
+    found: list[tuple[int, int, int, int, float, set[str]]] = []
     for h, (hit, entry) in enumerate(zip(hits, entries, strict=True)):
         cosines = entry.vectors @ query
         for k, (start, end) in enumerate(entry.spans):
-            if not entry.quotable[k] or _is_question(hit.chunk.text[start:end]):
+            text = hit.chunk.text[start:end]
+            if not entry.quotable[k] or _is_question(text):
                 continue  # a question in the text (often a headline) answers nothing
-            overlap = lexical_overlap(question, hit.chunk.text[start:end])
-            score = (1.0 - lexical_weight) * float(cosines[k]) + lexical_weight * overlap
-            scored.append(ScoredSentence(h, start, end, score, k))
+            found.append((h, k, start, end, float(cosines[k]), content_terms(text, query=False)))
+    wanted = content_terms(question, query=True)
+    n = len(found)
+    matches = [{t: _term_match(t, terms) for t in wanted} for *_, terms in found]
+    # Terms no candidate holds cannot tell candidates apart: they stay out of the total.
+    idf = {
+        t: math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        for t in wanted
+        for df in [sum(1.0 for m in matches if m[t] > 0)]
+        if df > 0
+    }
+    total = sum(idf.values())
+    scored: list[ScoredSentence] = []
+    for (h, k, start, end, cosine, _terms), match in zip(found, matches, strict=True):
+        overlap = sum(idf[t] * match[t] for t in idf) / total if total else 0.0
+        score = cosine + lexical_weight * overlap - rank_weight * h
+        scored.append(ScoredSentence(h, start, end, score, k, cosine, overlap))
     scored.sort(key=lambda s: -s.score)
     return scored
+
+
+DUPLICATE_COSINE = 0.97  # two sentences this close say the same (near-duplicate passages)
+PARTIAL_MATCH = 0.5  # credit for a term that only shares its beginning with a sentence term
+MIN_SHARED_PREFIX = 6
+
+
+def _term_match(term: str, terms: set[str]) -> float:
+    """1 for the stem itself; ``PARTIAL_MATCH`` for a shared word start.
+
+    German derives and compounds freely: "wahr" / "Wahrnehmung", "Telefonat" /
+    "Telefonkontakt". A stem of four or more letters that begins a sentence term, or six
+    shared first letters, count half.
+    """
+    if term in terms:
+        return 1.0
+    for other in terms:
+        short, long = sorted((term, other), key=len)
+        if len(short) >= 4 and long.startswith(short):
+            return PARTIAL_MATCH
+        if (
+            term[:MIN_SHARED_PREFIX] == other[:MIN_SHARED_PREFIX]
+            and min(len(term), len(other)) >= MIN_SHARED_PREFIX
+        ):
+            return PARTIAL_MATCH
+    return 0.0
+
+
+def _focus_for(focus: QuestionFocus, question_lang: str, sentence: str) -> QuestionFocus:
+    """The asked noun only matches text in the question's language."""
+    if focus.noun is not None and detect_language(sentence) != question_lang:
+        return replace(focus, noun=None)
+    return focus
 
 
 def select_sentences(
@@ -151,26 +158,33 @@ def select_sentences(
     margin: float = 0.02,
     type_margin: float = 0.06,
     max_chars: int = 600,
+    time_weight: float = 0.0,
 ) -> list[ScoredSentence]:
     """The sentences to quote: the best, plus others within ``margin`` of it.
 
-    When the question asks for a number/amount/time, only sentences that contain one and
-    score within ``type_margin`` of the best count; an empty list means none does.
+    When the question asks for a value (``rag.answer_types``), only sentences that hold
+    one and score within ``type_margin`` of the best count; an empty list means none
+    does. For "when" questions ``time_weight`` per level of ``time_specificity`` prefers
+    a full date over a bare year.
     """
     if not scored:
         return []
     best = scored[0].score
     pool = list(scored)
-    kind = expected_answer_type(question)
-    if kind is not None:
-        pool = [
-            s
-            for s in pool
-            if s.score >= best - type_margin
-            and has_answer_type(hits[s.hit_index].chunk.text[s.start : s.end], kind)
-        ]
+    focus = question_focus(question)
+    if focus.kind is not None:
+        lang = detect_language(question)
+        pool = []
+        for s in scored:
+            text = hits[s.hit_index].chunk.text[s.start : s.end]
+            if s.score >= best - type_margin and has_answer_type(
+                text, _focus_for(focus, lang, text)
+            ):
+                bonus = time_weight * time_specificity(text) if focus.kind == "time" else 0.0
+                pool.append(replace(s, score=s.score + bonus))
         if not pool:
             return []
+        pool.sort(key=lambda s: -s.score)
         best = pool[0].score
     entries = {h: bank.get([hits[h].chunk])[0] for h in {s.hit_index for s in pool[:10]}}
     chosen: list[ScoredSentence] = []
@@ -186,13 +200,109 @@ def select_sentences(
         vec = entries[s.hit_index].vectors[s.vector_index] if s.hit_index in entries else None
         if vec is not None and any(
             c.hit_index in entries
-            and float(np.dot(entries[c.hit_index].vectors[c.vector_index], vec)) > 0.97
+            and float(np.dot(entries[c.hit_index].vectors[c.vector_index], vec)) > DUPLICATE_COSINE
             for c in chosen
         ):
             continue  # the same statement twice (near-duplicate passages)
         chosen.append(s)
         chars += length
     return chosen
+
+
+_PART_SPLIT = re.compile(
+    r"\s[\u2013\u2014-]\s|;\s*|,\s*(?:und|and)\s+(?=(?:wie|was|wer|wo|wann|welche\w*|warum|"
+    r"what|how|who|where|when|which|why)\b)",
+    re.IGNORECASE,
+)
+MIN_PART_WORDS = 3
+
+
+def question_parts(question: str) -> list[str]:
+    """The parts of a multi-part question ("Wie …, und was …?", "Wie … - nach …?").
+
+    A question with one part (or parts too short to stand alone) gives ``[]``.
+    """
+    parts = [p.strip(" ,?") for p in _PART_SPLIT.split(question)]
+    parts = [p for p in parts if len(p.split()) >= MIN_PART_WORDS]
+    return parts if len(parts) > 1 else []
+
+
+def merge_parts(
+    chosen: Sequence[ScoredSentence],
+    extra: Sequence[ScoredSentence],
+    hits: Sequence[Hit],
+    bank: SentenceBank,
+    *,
+    max_sentences: int,
+) -> list[ScoredSentence]:
+    """``chosen`` plus the best sentence per question part, one per passage, in rank order."""
+    out = list(chosen)
+    for s in extra:
+        if len(out) >= max_sentences:
+            break
+        if any(c.hit_index == s.hit_index for c in out):
+            continue
+        vec = bank.get([hits[s.hit_index].chunk])[0].vectors[s.vector_index]
+        if any(
+            float(np.dot(bank.get([hits[c.hit_index].chunk])[0].vectors[c.vector_index], vec))
+            > DUPLICATE_COSINE
+            for c in out
+        ):
+            continue
+        out.append(s)
+    return out
+
+
+# Capitalised English words that are no names: sentence openers and nationality adjectives
+# ("German minister"), which German text writes in lower case ("deutsche").
+_DEMONYM = re.compile(r"(?:an|ish|ese|ch|i)$")
+_FUNCTION_WORDS = (
+    "i what which who whom whose when where why how is are was were do does did the a an in on "
+    "at of for to and or mr mrs ms dr"
+)
+_ENGLISH_FUNCTION = frozenset(_FUNCTION_WORDS.split())
+
+
+def question_names(question: str) -> list[str]:
+    """Names in an English question: capitalised words inside the sentence.
+
+    German capitalises every noun, so German questions yield none.
+    """
+    if detect_language(question) != "en":
+        return []
+    words = re.findall(r"[^\W\d_]+(?:['\u2019]s)?", question)
+    names: list[str] = []
+    for i, word in enumerate(words):
+        word = re.sub(r"['\u2019]s$", "", word)
+        if i == 0 or not word[:1].isupper() or word.lower() in _ENGLISH_FUNCTION:
+            continue
+        if _DEMONYM.search(word.lower()) and not word.isupper():
+            continue  # "German", "Russian", "British", "Chinese"…: adjectives, not names
+        if word not in names:
+            names.append(word)
+    return names
+
+
+def unmatched_names(
+    names: Sequence[str], hits: Sequence[Hit], embedder: Embedder, *, min_cosine: float
+) -> list[str]:
+    """The ``names`` that no word of the passages spells or translates.
+
+    A name matches a passage word with the same first five (folded) letters ("Kremlin"
+    and "Kreml"), else one whose embedding is at least ``min_cosine`` close: the
+    multilingual model puts exonyms next to each other ("Moscow"/"Moskau" 0.94), while
+    different names of the same kind stay below ("China"/"Japan" 0.89).
+    """
+    if not names:
+        return []
+    words = sorted({w for hit in hits for w in tokenize(hit.chunk.text) if w[:1].isupper()})
+    folded = {fold(w)[:5] for w in words}
+    missing = [n for n in names if fold(n)[:5] not in folded]
+    if not missing or not words:
+        return missing
+    vectors = embedder.embed_queries([*missing, *words])
+    sims = vectors[: len(missing)] @ vectors[len(missing) :].T
+    return [n for n, row in zip(missing, sims, strict=True) if float(row.max()) < min_cosine]
 
 
 LEAD_INS = {"en": "According to the sources:", "de": "Laut den Quellen:"}

@@ -333,7 +333,7 @@ def test_real_embedder_on_dev_questions(embedder, corpus_index) -> None:  # type
     rows = {r["id"]: r for r in map(json.loads, DEV.read_text(encoding="utf-8").splitlines())}
     answerer = Answerer(embedder)  # one answerer: its sentence cache serves both modes
     reply = "Dazu steht etwas in [1] und [3], aber nicht in [6] oder [12]."
-    for qid in ("d01", "d14", "d16"):
+    for qid in ("d01", "d14", "d16", "d18"):
         question = rows[qid]["question"]
         given = retrieve(embedder, corpus_index, question)
         answerer.chat_model = None
@@ -352,5 +352,13 @@ def test_real_embedder_on_dev_questions(embedder, corpus_index) -> None:  # type
         check_citations_point_at_given_passages(llm_answer, docs)
         assert len(llm_answer.citations) <= 2  # [6] and [12] point at no given passage
     answerer.chat_model = None
+    # A "how many" question whose passages only hold dates and other counts abstains (d20).
+    question = rows["d20"]["question"]
+    assert answerer.answer(question, retrieve(embedder, corpus_index, question)).abstained
+    # The README example: "Wann" prefers the sentence with a full date.
+    question = "Wann war das erste Telefonat zwischen Trump und Putin?"
+    readme = answerer.answer(question, retrieve(embedder, corpus_index, question))
+    assert "28. Januar 2017" in readme.text, readme.text
+    check_citations_point_at_given_passages(readme, docs)
     off_topic = answerer.answer("Wie backe ich ein Sauerteigbrot?", hits[:5])
     assert off_topic.abstained and off_topic.reason == "low_relevance"

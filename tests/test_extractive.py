@@ -9,8 +9,11 @@ from rag.extractive import (
     compose_extractive,
     expected_answer_type,
     has_answer_type,
+    question_names,
+    question_parts,
     score_sentences,
     select_sentences,
+    unmatched_names,
 )
 from rag.testing import FakeEmbedder
 from rag.types import Chunk, Hit
@@ -43,8 +46,10 @@ def hits_of(doc: str = DOC) -> list[Hit]:
         ("Wann sollen sich die Diplomaten treffen?", "time"),
         ("Ab welchem Jahr kippte die Stimmung?", "time"),
         ("When did it happen?", "time"),
-        ("Wie viele Leserkommentare gibt es?", "number"),
-        ("How many soldiers?", "number"),
+        ("Wie viele Leserkommentare gibt es?", "count"),
+        ("How many soldiers?", "count"),
+        ("Wie nennt der Kommentar den Krieg?", "term"),
+        ("Welche Investoren sollen konkret beteiligt werden?", "specific"),
         ("Wer hat das gesagt?", None),
         ("Which minister welcomed it?", None),
     ],
@@ -57,8 +62,8 @@ def test_has_answer_type() -> None:
     assert has_answer_type("Das Paket umfasste 60 Milliarden Dollar.", "money")
     assert not has_answer_type("Das Paket wurde im Eilverfahren genehmigt.", "money")
     assert has_answer_type("Das Treffen ist für Ende der Woche angekündigt.", "time")
-    assert has_answer_type("Es kamen drei Delegationen.", "number")
-    assert not has_answer_type("Es kamen Delegationen.", "number")
+    assert has_answer_type("Es kamen drei Delegationen.", "count")
+    assert not has_answer_type("Es kamen Delegationen.", "count")
 
 
 def choose(question: str, hits: list[Hit], **kwargs: object) -> tuple[str, tuple]:  # type: ignore[type-arg]
@@ -119,3 +124,66 @@ def test_markdown_emphasis_is_shown_plain_but_quoted_exactly() -> None:
     assert "im Juli in Helsinki" in text and "**" not in text
     assert citations[0].quote == "Der Gipfel findet **im Juli** in Helsinki statt, sagte er."
     assert doc[citations[0].start : citations[0].end] == citations[0].quote
+
+
+def test_when_question_prefers_the_full_date_over_a_bare_year() -> None:
+    doc = (
+        "Einleitung.\n\nTrump und Putin telefonieren seit 2017 regelmäßig miteinander.\n\n"
+        "Das erste Telefonat zwischen Trump und Putin fand am 28. Januar 2017 statt."
+    )
+    text, citations = choose(
+        "Wann war das erste Telefonat zwischen Trump und Putin?",
+        hits_of(doc),
+        max_sentences=1,
+        type_margin=1.0,
+        time_weight=1.0,
+    )
+    assert "28. Januar 2017" in text and len(citations) == 1
+    plain, _ = choose(
+        "Wann war das erste Telefonat zwischen Trump und Putin?",
+        hits_of(doc),
+        max_sentences=1,
+        type_margin=1.0,
+    )
+    assert plain  # without the weight either sentence may win, but one is chosen
+
+
+def test_how_many_needs_a_count_not_a_date() -> None:
+    doc = "Einleitung.\n\nDer Sprecher äußerte sich am 18. November 2024 zu den Kommentaren."
+    text, _ = choose("Wie viele Kommentare gibt es zu dem Beitrag?", hits_of(doc), type_margin=1.0)
+    assert text == ""
+    doc = "Einleitung.\n\nZu dem Beitrag gibt es 12 Kommentare von Lesern."
+    text, _ = choose("Wie viele Kommentare gibt es zu dem Beitrag?", hits_of(doc), type_margin=1.0)
+    assert "12 Kommentare" in text
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        ("Wie gut verstehen sich A und B, und welche Worte fand A dafür?", 2),
+        ("Wie ging A mit B um \u2013 nach dem Telefonat und bei dem Treffen?", 2),
+        ("Wo findet der Gipfel zwischen Trump und Putin statt?", 0),
+        ("Wie geht es A und B?", 0),
+    ],
+)
+def test_question_parts(question: str, parts: int) -> None:
+    assert len(question_parts(question)) == parts
+
+
+def test_question_names_are_capitalised_words_of_english_questions_only() -> None:
+    assert question_names("What is China's position on Washington and Moscow?") == [
+        "China",
+        "Washington",
+        "Moscow",
+    ]
+    assert question_names("Which German minister welcomed Putin's offer?") == ["Putin"]
+    assert question_names("Wie steht China zu den Gesprächen in Moskau?") == []
+
+
+def test_unmatched_names_uses_spelling_then_embeddings() -> None:
+    hits = hits_of()  # mentions Trump, Putin, Helsinki, Washington, Moskau
+    embedder = FakeEmbedder()
+    assert unmatched_names(["Putin", "Helsinkis"], hits, embedder, min_cosine=0.99) == []
+    assert unmatched_names(["China"], hits, embedder, min_cosine=0.99) == ["China"]
+    # With a floor every word clears, a translation would be accepted.
+    assert unmatched_names(["China"], hits, embedder, min_cosine=-1.0) == []
