@@ -144,8 +144,7 @@ def test_chunk_writer_frames_and_usage() -> None:
 # ---------------------------------------------------------------------------------------
 # The official client against a live server (real embedder, demo corpus)
 
-# A question the extractive answerer answers from the demo corpus (the README's example
-# question abstains without an LLM).
+# A question the extractive answerer answers from the demo corpus.
 QUESTION = "Worüber sprachen Trump und Putin im März 2025 außer der Ukraine noch?"
 
 
