@@ -34,6 +34,7 @@ from rag.errors import (
 )
 from rag.lexical import LexicalIndex
 from rag.loaders import Skipped
+from rag.sentences import split_sentences
 from rag.store import SqliteStore, StoredDocument
 from rag.types import Chunk, Document
 from rag.vector_store import FaissVectorStore, IndexKind, choose_kind
@@ -118,6 +119,26 @@ def embedding_text(chunk: Chunk) -> str:
     if chunk.context and not chunk.text.startswith(chunk.context):
         return f"{chunk.context}\n{chunk.text}"
     return chunk.text
+
+
+WINDOW_SIZES = (1, 2)  # sentences per window; measured in README (dev.jsonl, GermanQuAD)
+
+
+def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]:
+    """Runs of ``sizes`` neighbouring sentences of a chunk, each with the headline.
+
+    One sentence's fact is diluted in the vector of a 200-token passage, so the retriever
+    also scores a chunk by its best window. A run as long as the chunk is left out (the
+    chunk's own vector covers it); a one-sentence chunk has no windows.
+    """
+    spans = split_sentences(chunk.text)
+    prefix = f"{chunk.context}\n" if chunk.context else ""
+    return [
+        prefix + chunk.text[spans[i][0] : spans[i + size - 1][1]]
+        for size in sizes
+        if size < len(spans)
+        for i in range(len(spans) - size + 1)
+    ]
 
 
 class Index:
@@ -339,10 +360,18 @@ class Index:
         all_chunks = [c for cs in chunks_by_doc.values() for c in cs]
         # A changed document often keeps most paragraphs: reuse their stored vectors.
         known = self.store.embeddings_for([c.chunk_id for c in all_chunks])
+        windows = self.store.windows_for(list(known), self.embedder.identity.dimension)
         fresh = [c for c in all_chunks if c.chunk_id not in known]
         if fresh:
-            new_vecs = self.embedder.embed_passages([embedding_text(c) for c in fresh])
-            known.update(zip((c.chunk_id for c in fresh), new_vecs, strict=True))
+            texts = [embedding_text(c) for c in fresh]
+            wins = [window_texts(c) for c in fresh]
+            # One call: the embedder batches chunks and windows together.
+            new_vecs = self.embedder.embed_passages(texts + [t for w in wins for t in w])
+            known.update(zip((c.chunk_id for c in fresh), new_vecs[: len(fresh)], strict=True))
+            at = len(fresh)
+            for chunk, win in zip(fresh, wins, strict=True):
+                windows[chunk.chunk_id] = new_vecs[at : at + len(win)]
+                at += len(win)
         report.chunks_embedded += len(fresh)
         report.chunks_reused += len(all_chunks) - len(fresh)
         report.chunks_total += len(all_chunks)
@@ -360,6 +389,9 @@ class Index:
                 if chunks:
                     vecs = np.stack([known[c.chunk_id] for c in chunks])
                     self.store.put_chunks(chunks, vecs)
+                    self.store.put_windows(
+                        {c.chunk_id: windows[c.chunk_id] for c in chunks if c.chunk_id in windows}
+                    )
                     self.lexical.add([(c.chunk_id, embedding_text(c)) for c in chunks])
             generation = self.store.commit()
         except BaseException:

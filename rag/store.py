@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE INDEX IF NOT EXISTS chunks_text_key ON chunks(text_key);
+-- Vectors of a chunk's sentence windows (rows of float32, L2-normalised): a fact that
+-- fills one sentence of a long passage is diluted in the passage's own vector.
+CREATE TABLE IF NOT EXISTS chunk_windows (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(chunk_id) ON DELETE CASCADE,
+    vectors  BLOB NOT NULL
+);
 """
 
 
@@ -236,6 +242,11 @@ class SqliteStore:
     def delete_document(self, doc_id: str) -> list[int]:
         """Delete a document and its chunks; returns the removed chunk ids."""
         ids = self.chunk_ids_of(doc_id)
+        self.conn.execute(
+            "DELETE FROM chunk_windows WHERE chunk_id IN"
+            " (SELECT chunk_id FROM chunks WHERE doc_id = ?)",
+            (doc_id,),
+        )
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self.conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         return ids
@@ -323,6 +334,37 @@ class SqliteStore:
                 for c, v in zip(chunks, vectors, strict=True)
             ],
         )
+
+    def put_windows(self, windows: dict[int, FloatArray]) -> None:
+        """Store each chunk's window vectors (an ``(n, dimension)`` array; empty: none)."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO chunk_windows(chunk_id, vectors) VALUES (?, ?)",
+            [
+                (cid, np.asarray(v, dtype=np.float32).tobytes())
+                for cid, v in windows.items()
+                if len(v)
+            ],
+        )
+
+    def windows_for(self, chunk_ids: Sequence[int], dimension: int) -> dict[int, FloatArray]:
+        """Window vectors of those chunk ids that have any, as ``(n, dimension)`` arrays."""
+        out: dict[int, FloatArray] = {}
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            try:
+                rows = self.conn.execute(
+                    f"SELECT chunk_id, vectors FROM chunk_windows WHERE chunk_id IN ({marks})",
+                    part,
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # read-only open of an index made before
+                    return {}
+                raise
+            for cid, blob in rows:
+                out[int(cid)] = np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension)
+        return out
 
     def chunk_ids_of(self, doc_id: str) -> list[int]:
         return [
