@@ -43,6 +43,7 @@ bench: install
 
 eval: install
 	$(BIN)/rag eval ../shared/benchmarks/germanquad --split test --out bench/results/germanquad-test.json
+	$(BIN)/rag ingest corpus/ --quiet
 	$(BIN)/rag eval ../shared/eval/dev.jsonl --out bench/results/dev-eval.json
 
 fix: install
