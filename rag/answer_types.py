@@ -29,6 +29,7 @@ __all__ = [
     "expected_answer_type",
     "has_answer_type",
     "question_focus",
+    "quoted_terms",
     "time_specificity",
 ]
 
@@ -245,6 +246,11 @@ def has_answer_type(sentence: str, kind: AnswerType | QuestionFocus) -> bool:
     if focus.kind == "specific":
         return _names_near(sentence, focus)
     return True
+
+
+def quoted_terms(text: str) -> list[str]:
+    """The quoted phrases of ``text`` without their quotation marks ("„America First!“")."""
+    return [m.group()[1:-1].strip() for m in _QUOTED.finditer(text)]
 
 
 def time_specificity(sentence: str) -> float:

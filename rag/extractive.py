@@ -33,6 +33,7 @@ from rag.answer_types import (
 from rag.citations import CLOSERS as _CLOSERS
 from rag.citations import SentenceBank, content_terms
 from rag.embeddings import Embedder
+from rag.question_parts import question_parts
 from rag.types import Citation, Hit
 
 __all__ = [
@@ -207,24 +208,6 @@ def select_sentences(
         chosen.append(s)
         chars += length
     return chosen
-
-
-_PART_SPLIT = re.compile(
-    r"\s[\u2013\u2014-]\s|;\s*|,\s*(?:und|and)\s+(?=(?:wie|was|wer|wo|wann|welche\w*|warum|"
-    r"what|how|who|where|when|which|why)\b)",
-    re.IGNORECASE,
-)
-MIN_PART_WORDS = 3
-
-
-def question_parts(question: str) -> list[str]:
-    """The parts of a multi-part question ("Wie …, und was …?", "Wie … - nach …?").
-
-    A question with one part (or parts too short to stand alone) gives ``[]``.
-    """
-    parts = [p.strip(" ,?") for p in _PART_SPLIT.split(question)]
-    parts = [p for p in parts if len(p.split()) >= MIN_PART_WORDS]
-    return parts if len(parts) > 1 else []
 
 
 def merge_parts(

@@ -8,7 +8,7 @@ import pytest
 
 from rag.index import Index
 from rag.loaders import document_from_text, load_documents
-from rag.retrieval import Retriever
+from rag.retrieval import FusionConfig, Retriever, interleave
 from rag.testing import FakeEmbedder
 from rag.types import Filters
 
@@ -55,6 +55,49 @@ def test_filters_restrict_and_top_k_holds(api_real_service) -> None:  # type: ig
     assert dated and all(h.published and h.published.startswith("2024-11") for h in dated)
     none = api_real_service.search("Beziehungen", filters=Filters(published_to="1990-01-01"))
     assert none == []
+
+
+@pytest.mark.slow
+def test_each_part_of_a_multi_part_question_reaches_the_top(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    """The meeting in the White House ranks far down for the whole question, not per part."""
+    question = (
+        "Wie ging Trump mit Selenskyj um \u2013 nach seinem Telefonat mit Putin und bei "
+        "ihrem Treffen in Washington?"
+    )
+    index = api_real_service.index
+    spat = "Trump und Zelensky liefern sich einen hitzigen Schlagabtausch"
+
+    def top5(fusion: FusionConfig) -> list[str]:
+        return [h.chunk.text for h in Retriever(index, fusion=fusion).search(question, top_k=5)]
+
+    assert not any(spat in t for t in top5(FusionConfig(decompose=False)))
+    texts = top5(FusionConfig())
+    assert any(spat in t for t in texts)
+    assert any("Er informierte den ukrainischen Präsidenten" in t for t in texts)
+
+
+@pytest.mark.slow
+def test_a_question_for_a_designation_finds_the_quoted_term(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    question = "Wie nennt der Kommentar Russlands Krieg in der Ukraine?"
+    index = api_real_service.index
+
+    def top5(fusion: FusionConfig) -> list[str]:
+        return [h.chunk.text for h in Retriever(index, fusion=fusion).search(question, top_k=5)]
+
+    assert not any("Militärkampagne" in t for t in top5(FusionConfig(term_passages=0)))
+    assert any("Militärkampagne" in t for t in top5(FusionConfig())[:3])
+
+
+def test_interleave_takes_turns_and_keeps_scores_descending() -> None:
+    whole = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    part = [(2, 0.95), (4, 0.6)]
+    merged = interleave([whole, part])
+    assert [c for c, _ in merged] == [1, 2, 3, 4]
+    scores = [s for _, s in merged]
+    assert scores == sorted(scores, reverse=True)
+    assert merged[1] == (2, 0.9)  # capped at the score before it
+    assert interleave([[], [(5, 0.1)]]) == [(5, 0.1)]
+    assert interleave([]) == []
 
 
 def test_syndicated_paragraph_comes_back_once_with_its_other_locations(tmp_path: Path) -> None:
