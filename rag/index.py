@@ -91,10 +91,25 @@ class IndexStats:
     notes: tuple[str, ...] = ()
 
 
+# Bumped when cleaning, sentence splitting, chunking or windows change what is stored for
+# the same input: every document's hash changes, so the next ingest re-processes it
+# (unchanged chunk texts keep their stored vectors). 2: clauses broken by a blank line.
+PROCESSING_VERSION = 2
+
+
 def content_hash(doc: Document) -> str:
     """Hash of everything stored about a document: unchanged hash = nothing to do."""
     payload = json.dumps(
-        [doc.doc_id, doc.text, doc.title, doc.url, doc.published, doc.source, list(doc.sources)],
+        [
+            PROCESSING_VERSION,
+            doc.doc_id,
+            doc.text,
+            doc.title,
+            doc.url,
+            doc.published,
+            doc.source,
+            list(doc.sources),
+        ],
         ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -175,6 +190,7 @@ class Index:
         self._check_embedder()
         self.vectors = FaissVectorStore(embedder.identity.dimension, "exact")
         self._seen_version = -1
+        self._reuse_vectors = True  # set per ingest run
         self._load_vectors()
 
     # -- opening ------------------------------------------------------------------
@@ -301,7 +317,10 @@ class Index:
             if self.store.embedder_identity() is None:
                 self.store.begin()
                 self.store.set_embedder_identity(self.embedder.identity)
+                self.store.set_meta("processing_version", PROCESSING_VERSION)
                 self.store.commit()
+            # Set again only after a whole run: a run cut short re-embeds next time too.
+            self._reuse_vectors = self.store.get_meta("processing_version") == PROCESSING_VERSION
             seen: set[str] = set()
             batch: list[Document] = []
             done_docs = 0
@@ -326,6 +345,10 @@ class Index:
                 if gone:
                     self._delete_locked(gone)
                     report.deleted.extend(gone)
+            if not self._reuse_vectors:
+                self.store.begin()
+                self.store.set_meta("processing_version", PROCESSING_VERSION)
+                self.store.commit()
             wanted = choose_kind(self.ann, len(self.vectors), self.ann_threshold)
             if wanted != self.vectors.kind:
                 self.rebuild_vectors(wanted)
@@ -347,7 +370,7 @@ class Index:
         todo: list[tuple[Document, bool]] = []
         for doc in docs:
             old = self.store.content_hash(doc.doc_id)
-            if old == hashes[doc.doc_id]:
+            if old == hashes[doc.doc_id] and self._reuse_vectors:
                 report.unchanged.append(doc.doc_id)
             else:
                 todo.append((doc, old is not None))
@@ -358,9 +381,13 @@ class Index:
             for doc, _ in todo
         }
         all_chunks = [c for cs in chunks_by_doc.values() for c in cs]
-        # A changed document often keeps most paragraphs: reuse their stored vectors.
-        known = self.store.embeddings_for([c.chunk_id for c in all_chunks])
-        windows = self.store.windows_for(list(known), self.embedder.identity.dimension)
+        # A changed document often keeps most paragraphs: reuse their stored vectors (not
+        # across a PROCESSING_VERSION change: the same chunk text may now have other windows).
+        known: dict[int, FloatArray] = {}
+        windows: dict[int, FloatArray] = {}
+        if self._reuse_vectors:
+            known = self.store.embeddings_for([c.chunk_id for c in all_chunks])
+            windows = self.store.windows_for(list(known), self.embedder.identity.dimension)
         fresh = [c for c in all_chunks if c.chunk_id not in known]
         if fresh:
             texts = [embedding_text(c) for c in fresh]

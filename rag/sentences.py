@@ -24,6 +24,11 @@ _LINE_BREAK = re.compile(r"[ \t\r\f\v]*\n\s*")
 _BULLET = re.compile(rf"(?:[-*•{_DASHES}|#=>]|\d{{1,3}}[.)])(?:\s|$)|[#=]")
 _DIGITS = re.compile(r"\d{1,3}")
 _WORD_CHARS = re.compile(r"[\w.]+$")
+_OPEN_CLAUSE = re.compile(
+    r",\s*(?:der|die|das|dem|den|deren|dessen|denen|welche[rsnm]?|dass|weil|ob|obwohl|"
+    r"nachdem|sodass|which|who|whom|whose|because)\s[^,;:.!?]*$",
+    re.IGNORECASE,
+)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -172,4 +177,9 @@ def _continues(prev_line: str, rest: str) -> bool:
     if last[-1] in ",;:-(\u201e" + _DASHES:
         return True
     # "… dass es\n\nBestrebungen": a sentence does not end on a lower-case word without a mark.
-    return last[0].islower() and last[-1].isalnum()
+    if last[0].islower() and last[-1].isalnum():
+        return True
+    # "Moskau, das die … im Weißen\n\nHaus mit Freude …": a relative or subordinate clause
+    # opened after a comma is still open. (A heading may hold a comma, "Ein neuer, radikaler
+    # Abschnitt", but no clause.)
+    return bool(_OPEN_CLAUSE.search(prev_line))

@@ -41,6 +41,23 @@ def test_reingest_unchanged_embeds_nothing(tmp_path: Path, corpus: Path) -> None
     index.close()
 
 
+def test_a_new_processing_version_reprocesses_and_re_embeds_everything(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changed splitting may give the same chunk text other windows: nothing is reused."""
+    index = open_index(tmp_path / "idx")
+    first = index.ingest(load_documents([corpus]).documents)
+    docs = load_documents([corpus]).documents
+    monkeypatch.setattr("rag.index.PROCESSING_VERSION", 999)
+    assert not is_fresh(tmp_path / "idx", docs)
+    again = index.ingest(docs)
+    assert len(again.updated) == 5
+    assert again.chunks_embedded == again.chunks_total == first.chunks_total
+    assert index.store.get_meta("processing_version") == 999
+    assert index.ingest(docs).chunks_embedded == 0
+    index.close()
+
+
 def test_changed_file_replaces_its_chunks_and_reuses_vectors(tmp_path: Path, corpus: Path) -> None:
     index = open_index(tmp_path / "idx")
     index.ingest(load_documents([corpus]).documents)

@@ -114,3 +114,18 @@ def test_spans_are_ordered_trimmed_and_cover_all_text(path: Path) -> None:
         previous_end = end
     assert text[previous_end:].strip() == ""
     assert covered > 0.95 * len(text.strip())
+
+
+def test_a_clause_broken_by_a_blank_line_stays_one_sentence() -> None:
+    text = (
+        "Reaktionen aus Moskau\n\nMoskau, das die verbalen Auseinandersetzungen im Weißen\n\n"
+        "Haus mit Freude zur Kenntnis nahm, erwartet nun mehr.\n\n"
+        "Ein neuer, radikaler Abschnitt in den Beziehungen\n\nDer Text beginnt."
+    )
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "Reaktionen aus Moskau",
+        "Moskau, das die verbalen Auseinandersetzungen im Weißen\n\n"
+        "Haus mit Freude zur Kenntnis nahm, erwartet nun mehr.",
+        "Ein neuer, radikaler Abschnitt in den Beziehungen",
+        "Der Text beginnt.",
+    ]
