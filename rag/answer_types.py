@@ -13,6 +13,12 @@ only reject a sentence when the question is explicit:
 * ``term``: "Wie nennt …?", "Unter welchem Motto …?": the sentence must quote a term.
 * ``specific``: "Welche X konkret …?", "Which specific X …?": a name next to X that the
   question does not already contain (a generic mention of X answers nothing).
+* ``stance``: "What is China's position on …?", "Wie steht Polen zu …?": a sentence that
+  attributes a statement or stance to the holder: the holder within a few words of a
+  saying or stance word ("erklärte", "Haltung", "laut"). A sentence that merely names the
+  holder ("ein Konflikt mit China") says nothing about its position.
+* ``current``: "Wie steht es derzeit um …?": a preference, not a requirement, for
+  sentences that describe the present state ("derzeit", "zurzeit", "currently").
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ __all__ = [
     "time_specificity",
 ]
 
-AnswerType = Literal["money", "count", "time", "term", "specific"]
+AnswerType = Literal["money", "count", "time", "term", "specific", "stance", "current"]
 
 _TYPE_PATTERNS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
     (
@@ -79,7 +85,37 @@ _TYPE_PATTERNS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
             re.IGNORECASE,
         ),
     ),
+    ("stance", re.compile(r"^")),  # matched by ``_STANCE_Q`` (it also finds the holder)
+    (
+        "current",
+        re.compile(
+            r"\b(derzeit|zurzeit|gegenwärtig|momentan|aktuell|currently|at present)\b", re.I
+        ),
+    ),
 )
+# "China's (official) position", "the reaction of Poland", "Wie steht Polen zu",
+# "Was hält Berlin von", "die Haltung Chinas": the holder is the capitalised name.
+_STANCE_NOUNS_EN = r"position|stance|view|views|opinion|reaction|response|attitude|stand"
+_STANCE_NOUNS_DE = r"Haltung|Position|Standpunkt|Meinung|Reaktion|Sicht|Einschätzung"
+_STANCE_Q = re.compile(
+    rf"\b(?P<en>[A-Z][\w-]+)['\u2019]s\s+(?:\w+\s+)?(?:{_STANCE_NOUNS_EN})\b"
+    rf"|\b(?:{_STANCE_NOUNS_EN}) of (?:the )?(?P<en2>[A-Z][\w-]+)"
+    r"|\b(?i:wie steht|was hält|was halten|wie reagiert\w*|wie positioniert)\s+"
+    r"(?:(?i:der|die|das)\s+)?(?P<de>[A-ZÄÖÜ][\w-]+)"
+    rf"|\b(?:{_STANCE_NOUNS_DE})\s+(?:(?:von|der|des)\s+)?(?P<de2>[A-ZÄÖÜ][\w-]+)"
+)
+# Saying and stance words (prefixes, lower case) that attribute a statement to its holder.
+_STANCE_CUES = re.compile(
+    r"\b(?:sag|erklär|beton|kritisi|begrüß|forder|warn|reagier|äußer|position|haltung|"
+    r"standpunkt|stellungnahm|sprecher|laut\b|zufolge|lehnt|ablehn|unterstütz|bezeichn|"
+    r"kündig|verurteil|teilt|mitteil|besteh|fordert|zeigt sich|hält|sieht|meint|"
+    r"said|say|stat|position|stance|view|welcom|critici|reject|support|call|warn|react|"
+    r"spokes|according)",
+    re.IGNORECASE,
+)
+STANCE_WINDOW = 8  # words between the holder and a saying or stance word
+
+_TYPE_PATTERNS_BY_KIND = dict(_TYPE_PATTERNS)
 
 _MONTHS = (
     r"januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|"
@@ -135,14 +171,28 @@ class QuestionFocus:
     kind: AnswerType | None
     noun: str | None = None
     question_words: frozenset[str] = frozenset()  # folded words of the question
+    # ``stance``: first five folded letters of the passage words that name the holder in
+    # another language ("moska" for "Moscow"), found by ``rag.extractive.name_variants``.
+    aliases: frozenset[str] = frozenset()
 
 
 def expected_answer_type(question: str) -> AnswerType | None:
     """What kind of value the question asks for, if it clearly asks for one."""
     for kind, pattern in _TYPE_PATTERNS:
-        if pattern.search(question):
+        if kind == "stance":
+            if _stance_holder(question) is not None:
+                return kind
+        elif pattern.search(question):
             return kind
     return None
+
+
+def _stance_holder(question: str) -> str | None:
+    match = _STANCE_Q.search(question)
+    if match is None:
+        return None
+    holder = next(g for g in match.groups() if g)
+    return None if holder.lower() in {"es", "it", "the"} else holder
 
 
 def _stem(word: str) -> str:
@@ -156,6 +206,8 @@ def question_focus(question: str) -> QuestionFocus:
     pattern = {"count": _AFTER_COUNT_Q, "specific": _AFTER_WHICH_Q}.get(kind or "")
     if pattern is not None and (match := pattern.search(question)):
         noun = _stem(match.group(1))
+    if kind == "stance":
+        noun = _stance_holder(question)  # a name: kept as written, matched by its start
     words = frozenset(fold(w) for w in _WORD.findall(question))
     return QuestionFocus(kind, noun, words)
 
@@ -245,7 +297,24 @@ def has_answer_type(sentence: str, kind: AnswerType | QuestionFocus) -> bool:
         return bool(_QUOTED.search(sentence))
     if focus.kind == "specific":
         return _names_near(sentence, focus)
+    if focus.kind == "stance":
+        return _attributed(sentence, focus.noun, focus.aliases)
+    if focus.kind == "current":
+        return bool(_TYPE_PATTERNS_BY_KIND["current"].search(sentence))
     return True
+
+
+def _attributed(sentence: str, holder: str | None, aliases: frozenset[str]) -> bool:
+    """A saying or stance word within ``STANCE_WINDOW`` words of the holder.
+
+    Names match by their first five letters (folded): "China"/"Chinas", "Kremlin"/"Kreml",
+    or by one of ``aliases`` (the holder's name in the passages' language).
+    """
+    keys = set(aliases) | ({fold(holder)[:5]} if holder else set())
+    words = [m.group() for m in _WORD.finditer(sentence)]
+    anchors = [i for i, w in enumerate(words) if fold(w)[:5] in keys]
+    cues = [i for i, w in enumerate(words) if _STANCE_CUES.match(w)]
+    return any(abs(a - c) <= STANCE_WINDOW for a in anchors for c in cues)
 
 
 def quoted_terms(text: str) -> list[str]:

@@ -170,7 +170,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag.evaluation import run_eval
 
-    return run_eval(settings, Path(args.path), split=args.split, out=args.out, modes=args.modes)
+    return run_eval(
+        settings,
+        Path(args.path),
+        split=args.split,
+        out=args.out,
+        modes=args.modes,
+        index_dir=args.index_dir,
+    )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -268,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument(
         "--modes", default="dense,lexical,hybrid", help="retrieval modes to compare (csv)"
+    )
+    p.add_argument(
+        "--index-dir",
+        type=Path,
+        default=None,
+        help="BEIR: keep the index here (default: a temporary one); a later run reuses it",
     )
     p.set_defaults(func=cmd_eval)
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,14 @@ def evaluate_beir(
     modes: Sequence[Mode] = MODES,
     limit_docs: int | None = None,
     embedder: Embedder | None = None,
+    index_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Ingest the BEIR corpus into a temporary index and rank documents for every query."""
+    """Ingest the BEIR corpus into an index and rank documents for every query.
+
+    The index is temporary unless ``index_dir`` is given: a kept index makes the next run
+    (the other split, other settings) re-embed nothing, since ingestion skips unchanged
+    documents.
+    """
     from rag.loaders import document_from_text
 
     corpus, queries, qrels = load_beir(folder, split)
@@ -281,7 +288,12 @@ def evaluate_beir(
         kept = {d["id"] for d in corpus}
         queries = {q: t for q, t in queries.items() if qrels.get(q, set()) & kept}
     queries = {q: t for q, t in queries.items() if q in qrels}
-    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+    place: AbstractContextManager[str] = (
+        nullcontext(str(index_dir))
+        if index_dir is not None
+        else tempfile.TemporaryDirectory(prefix="rag-eval-")
+    )
+    with place as tmp:
         if embedder is not None:  # tests share one loaded model
             svc = RagService(Path(tmp), embedder, mode=settings.retrieval_mode)
         else:
@@ -290,7 +302,7 @@ def evaluate_beir(
             document_from_text(d["id"], d["text"], title=d.get("title") or None) for d in corpus
         ]
         t0 = time.perf_counter()
-        report_ingest = svc.index.ingest(tqdm(docs, desc="ingest", unit="doc"))
+        report_ingest = svc.index.ingest(tqdm(docs, desc="ingest", unit="doc"), prune=True)
         ingest_s = time.perf_counter() - t0
         stats: dict[str, RankStats] = {m: RankStats() for m in modes}
         per_query: list[dict[str, Any]] = []
@@ -399,11 +411,12 @@ def run_eval(
     split: str | None = None,
     out: Path | None = None,
     modes: str = "dense,lexical,hybrid",
+    index_dir: Path | None = None,
 ) -> int:
     """CLI entry: evaluate, print a table, write the JSON report."""
     chosen: list[Mode] = [m for m in MODES if m in {x.strip() for x in modes.split(",")}]
     if path.is_dir():
-        report = evaluate_beir(settings, path, split=split, modes=chosen)
+        report = evaluate_beir(settings, path, split=split, modes=chosen, index_dir=index_dir)
     else:
         service = RagService.from_settings(settings)
         report = evaluate_qa(service, path, modes=chosen)

@@ -14,6 +14,7 @@ point. An English question naming something that no passage spells or translates
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "expected_answer_type",
     "has_answer_type",
     "merge_parts",
+    "name_variants",
     "question_names",
     "question_parts",
     "score_sentences",
@@ -144,7 +146,11 @@ def _term_match(term: str, terms: set[str]) -> float:
 
 def _focus_for(focus: QuestionFocus, question_lang: str, sentence: str) -> QuestionFocus:
     """The asked noun only matches text in the question's language."""
-    if focus.noun is not None and detect_language(sentence) != question_lang:
+    if (
+        focus.kind != "stance"
+        and focus.noun is not None
+        and detect_language(sentence) != question_lang
+    ):
         return replace(focus, noun=None)
     return focus
 
@@ -160,19 +166,21 @@ def select_sentences(
     type_margin: float = 0.06,
     max_chars: int = 600,
     time_weight: float = 0.0,
+    aliases: frozenset[str] = frozenset(),
 ) -> list[ScoredSentence]:
     """The sentences to quote: the best, plus others within ``margin`` of it.
 
     When the question asks for a value (``rag.answer_types``), only sentences that hold
     one and score within ``type_margin`` of the best count; an empty list means none
     does. For "when" questions ``time_weight`` per level of ``time_specificity`` prefers
-    a full date over a bare year.
+    a full date over a bare year. ``aliases``: how the passages spell the holder of a
+    ``stance`` question (``name_variants``).
     """
     if not scored:
         return []
     best = scored[0].score
     pool = list(scored)
-    focus = question_focus(question)
+    focus = replace(question_focus(question), aliases=aliases)
     if focus.kind is not None:
         lang = detect_language(question)
         pool = []
@@ -183,6 +191,8 @@ def select_sentences(
             ):
                 bonus = time_weight * time_specificity(text) if focus.kind == "time" else 0.0
                 pool.append(replace(s, score=s.score + bonus))
+        if not pool and focus.kind == "current":
+            pool = list(scored)  # a preference: the best sentence still answers
         if not pool:
             return []
         pool.sort(key=lambda s: -s.score)
@@ -249,43 +259,97 @@ _ENGLISH_FUNCTION = frozenset(_FUNCTION_WORDS.split())
 def question_names(question: str) -> list[str]:
     """Names in an English question: capitalised words inside the sentence.
 
-    German capitalises every noun, so German questions yield none.
+    Neighbouring ones form one name ("White House", "United States"). German capitalises
+    every noun, so German questions yield none.
     """
     if detect_language(question) != "en":
         return []
-    words = re.findall(r"[^\W\d_]+(?:['\u2019]s)?", question)
     names: list[str] = []
-    for i, word in enumerate(words):
-        word = re.sub(r"['\u2019]s$", "", word)
-        if i == 0 or not word[:1].isupper() or word.lower() in _ENGLISH_FUNCTION:
-            continue
-        if _DEMONYM.search(word.lower()) and not word.isupper():
-            continue  # "German", "Russian", "British", "Chinese"…: adjectives, not names
-        if word not in names:
-            names.append(word)
-    return names
+    run: list[str] = []
+    previous_end = -1
+    for i, match in enumerate(re.finditer(r"[^\W\d_]+(?:['\u2019]s)?", question)):
+        word = re.sub(r"['\u2019]s$", "", match.group())
+        is_name = (
+            i > 0
+            and word[:1].isupper()
+            and word.lower() not in _ENGLISH_FUNCTION
+            # "German", "Russian", "British", "Chinese"…: adjectives, not names
+            and not (_DEMONYM.search(word.lower()) and not word.isupper())
+        )
+        adjacent = question[previous_end : match.start()] == " "
+        if run and not (is_name and adjacent):
+            names.append(" ".join(run))
+            run = []
+        if is_name:
+            run.append(word)
+            # "Putin's offer": a possessive ends the name
+            previous_end = -1 if match.group() != word else match.end()
+    if run:
+        names.append(" ".join(run))
+    return list(dict.fromkeys(names))
+
+
+def name_variants(
+    name: str, hits: Sequence[Hit], embedder: Embedder, *, min_cosine: float
+) -> frozenset[str]:
+    """First five folded letters of the passage words that translate ``name``.
+
+    "Moscow" -> {"moska"} when the passages say "Moskau" (cosine as in ``unmatched_names``).
+    """
+    words = sorted({w for hit in hits for w in tokenize(hit.chunk.text) if w[:1].isupper()})
+    if not words:
+        return frozenset()
+    vectors = embedder.embed_queries([name, *words])
+    sims = vectors[1:] @ vectors[0]
+    return frozenset(fold(w)[:5] for w, s in zip(words, sims, strict=True) if s >= min_cosine)
 
 
 def unmatched_names(
-    names: Sequence[str], hits: Sequence[Hit], embedder: Embedder, *, min_cosine: float
+    names: Sequence[str],
+    hits: Sequence[Hit],
+    embedder: Embedder,
+    *,
+    min_cosine: float,
+    phrase_min_cosine: float | None = None,
 ) -> list[str]:
     """The ``names`` that no word of the passages spells or translates.
 
     A name matches a passage word with the same first five (folded) letters ("Kremlin"
     and "Kreml"), else one whose embedding is at least ``min_cosine`` close: the
     multilingual model puts exonyms next to each other ("Moscow"/"Moskau" 0.94), while
-    different names of the same kind stay below ("China"/"Japan" 0.89).
+    different names of the same kind stay below ("China"/"Japan" 0.89). A name of several
+    words matches when one of its words is spelled in the passages, or when it is
+    ``phrase_min_cosine`` close to a passage word or pair of capitalised words ("White
+    House"/"Weißen Haus" 0.89, "United States"/"Vereinigten Staaten" 0.95; "White
+    House"/"Oval Office" 0.86).
     """
     if not names:
         return []
-    words = sorted({w for hit in hits for w in tokenize(hit.chunk.text) if w[:1].isupper()})
+    tokens = [tokenize(hit.chunk.text) for hit in hits]
+    words = sorted({w for ts in tokens for w in ts if w[:1].isupper()})
     folded = {fold(w)[:5] for w in words}
-    missing = [n for n in names if fold(n)[:5] not in folded]
+    missing = [n for n in names if not any(fold(p)[:5] in folded for p in n.split())]
     if not missing or not words:
         return missing
     vectors = embedder.embed_queries([*missing, *words])
     sims = vectors[: len(missing)] @ vectors[len(missing) :].T
-    return [n for n, row in zip(missing, sims, strict=True) if float(row.max()) < min_cosine]
+    unmatched = [n for n, row in zip(missing, sims, strict=True) if float(row.max()) < min_cosine]
+    phrases = [n for n in unmatched if " " in n]
+    if not phrases:
+        return unmatched
+    pairs = sorted(
+        {
+            f"{a} {b}"
+            for ts in tokens
+            for a, b in itertools.pairwise(ts)
+            if a[:1].isupper() and b[:1].isupper()
+        }
+    )
+    floor = min_cosine if phrase_min_cosine is None else phrase_min_cosine
+    vectors = embedder.embed_queries([*phrases, *words, *pairs])
+    sims = vectors[: len(phrases)] @ vectors[len(phrases) :].T
+    found = {n for n, row in zip(phrases, sims, strict=True) if float(row.max()) >= floor}
+    return [n for n in unmatched if n not in found]
 
 
 LEAD_INS = {"en": "According to the sources:", "de": "Laut den Quellen:"}

@@ -55,6 +55,56 @@ def test_term_question_needs_a_quoted_term() -> None:
     assert not has_answer_type("Er spricht von einem Krieg.", "term")
 
 
+@pytest.mark.parametrize(
+    ("question", "holder"),
+    [
+        ("What is China's official position on the rapprochement?", "China"),
+        ("What was the reaction of Poland to the talks?", "Poland"),
+        ("Wie steht Polen zu den Gesprächen?", "Polen"),
+        ("Was ist die Haltung Chinas zu den Gesprächen?", "Chinas"),
+    ],
+)
+def test_stance_questions_name_their_holder(question: str, holder: str) -> None:
+    focus = question_focus(question)
+    assert (focus.kind, focus.noun) == ("stance", holder)
+
+
+def test_no_stance_without_a_holder() -> None:
+    assert expected_answer_type("Wie steht es um die Beziehungen?") != "stance"
+    assert expected_answer_type("Which minister welcomed Putin's willingness?") is None
+
+
+@pytest.mark.parametrize(
+    ("sentence", "ok"),
+    [
+        ("China erklärte, es begrüße die Annäherung beider Staaten.", True),
+        ("Laut Peking ist die Annäherung kein Grund zur Sorge.", False),  # holder not named
+        ("Russland könnte in einem Konflikt mit China ein Verbündeter sein.", False),
+        ("Ein Sprecher sagte nichts; viel später und ganz woanders ging es um China.", False),
+        ("Die chinesische Regierung und China selbst kritisierten die Pläne.", True),
+    ],
+)
+def test_stance_needs_a_saying_word_next_to_the_holder(sentence: str, ok: bool) -> None:
+    focus = question_focus("What is China's official position on the rapprochement?")
+    assert has_answer_type(sentence, focus) is ok
+
+
+def test_stance_holder_may_be_named_in_the_passage_language() -> None:
+    from dataclasses import replace
+
+    focus = question_focus("What is Moscow's reaction to the quarrel?")
+    sentence = "Moskau zeigt sich optimistisch und reagiert auf die Entwicklungen."
+    assert not has_answer_type(sentence, focus)
+    assert has_answer_type(sentence, replace(focus, aliases=frozenset({"moska"})))
+
+
+def test_current_state_questions_prefer_present_tense_markers() -> None:
+    focus = question_focus("Wie steht es derzeit um die diplomatischen Beziehungen?")
+    assert focus.kind == "current"
+    assert has_answer_type("Die Beziehungen sind derzeit auf einem Tiefpunkt.", focus)
+    assert not has_answer_type("Die Beziehungen waren 2017 gut.", focus)
+
+
 def test_time_specificity_orders_dates() -> None:
     levels = [
         time_specificity(s)

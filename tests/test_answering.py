@@ -362,3 +362,42 @@ def test_real_embedder_on_dev_questions(embedder, corpus_index) -> None:  # type
     check_citations_point_at_given_passages(readme, docs)
     off_topic = answerer.answer("Wie backe ich ein Sauerteigbrot?", hits[:5])
     assert off_topic.abstained and off_topic.reason == "low_relevance"
+    for question in ("Who is the president of France?", "How do I bake bread?"):
+        english = answerer.answer(question, retrieve(embedder, corpus_index, question))
+        assert english.abstained and english.reason == "low_relevance", question
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        # a stance question answers with the holder's statement, names of two words included
+        (
+            "What is the Kremlin's position on normalizing relations with the United States?",
+            "sagte Kreml-Sprecher Dmitri Peskow",
+        ),
+        # English question, German passage: the cross-lingual relevance floor lets it through
+        ("Who is the spokeswoman of the White House?", "Katherine Leavitt"),
+        # "derzeit" prefers the sentence about the present state
+        (
+            "Wie steht es derzeit um die diplomatischen Beziehungen zwischen Washington und "
+            "Moskau?",
+            "Tiefpunkt",
+        ),
+        # the same holder merely mentioned: no statement of its position
+        ("What is China's official position on the rapprochement between the two?", None),
+    ],
+)
+def test_answer_types_through_the_real_service(
+    api_real_service, question: str, expected: str | None
+) -> None:  # type: ignore[no-untyped-def]
+    answer = api_real_service.ask(question)
+    if expected is None:
+        assert answer.abstained and answer.reason == "unsupported", answer.text
+    else:
+        assert not answer.abstained and expected in answer.text, answer.text
+        text = {
+            c.doc_id: api_real_service.index.store.get_document(c.doc_id).text
+            for c in answer.citations
+        }
+        assert all(text[c.doc_id][c.start : c.end] == c.quote for c in answer.citations)

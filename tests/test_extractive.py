@@ -178,6 +178,11 @@ def test_question_names_are_capitalised_words_of_english_questions_only() -> Non
     ]
     assert question_names("Which German minister welcomed Putin's offer?") == ["Putin"]
     assert question_names("Wie steht China zu den Gesprächen in Moskau?") == []
+    assert question_names("Who is the spokeswoman of the White House?") == ["White House"]
+    assert question_names("Did the United States' envoy meet Putin's aide?") == [
+        "United States",
+        "Putin",
+    ]
 
 
 def test_unmatched_names_uses_spelling_then_embeddings() -> None:
