@@ -40,7 +40,24 @@ def test_boilerplate_lines_are_the_uncovered_part_of_a_trap_quote() -> None:
 
 @pytest.mark.slow
 def test_beir_evaluation_end_to_end(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    report = evaluate_beir(Settings(_env_file=None), MINI, split="test", embedder=embedder)  # type: ignore[call-arg]
+    kept = tmp_path / "kept"
+    report = evaluate_beir(
+        Settings(_env_file=None),  # type: ignore[call-arg]
+        MINI,
+        split="test",
+        embedder=embedder,
+        index_dir=kept,
+    )
+    assert report["chunks_embedded"] == report["chunks"]
+    # a kept index serves the other split without embedding anything again
+    dev = evaluate_beir(
+        Settings(_env_file=None),  # type: ignore[call-arg]
+        MINI,
+        split="dev",
+        embedder=embedder,
+        index_dir=kept,
+    )
+    assert dev["chunks_embedded"] == 0 and dev["chunks"] == report["chunks"]
     test_ids = json.loads((MINI / "splits.json").read_text())["test"]
     assert report["queries"] == len(test_ids)
     assert report["documents"] == 20
