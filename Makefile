@@ -51,4 +51,4 @@ fix: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache vectors/index.sqlite3* vectors/faiss-*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache vectors/index.sqlite3* vectors/faiss-* vectors/germanquad
