@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,23 +41,15 @@ def test_boilerplate_lines_are_the_uncovered_part_of_a_trap_quote() -> None:
 
 @pytest.mark.slow
 def test_beir_evaluation_end_to_end(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    kept = tmp_path / "kept"
-    report = evaluate_beir(
-        Settings(_env_file=None),  # type: ignore[call-arg]
-        MINI,
-        split="test",
-        embedder=embedder,
-        index_dir=kept,
-    )
+    def run(split: str) -> dict[str, Any]:
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        kept = tmp_path / "kept"
+        return evaluate_beir(settings, MINI, split=split, embedder=embedder, index_dir=kept)
+
+    report = run("test")
     assert report["chunks_embedded"] == report["chunks"]
     # a kept index serves the other split without embedding anything again
-    dev = evaluate_beir(
-        Settings(_env_file=None),  # type: ignore[call-arg]
-        MINI,
-        split="dev",
-        embedder=embedder,
-        index_dir=kept,
-    )
+    dev = run("dev")
     assert dev["chunks_embedded"] == 0 and dev["chunks"] == report["chunks"]
     test_ids = json.loads((MINI / "splits.json").read_text())["test"]
     assert report["queries"] == len(test_ids)
