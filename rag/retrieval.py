@@ -113,6 +113,9 @@ class Retriever:
                 return []
         # Fetch extra candidates: de-duplication may fold several into one hit.
         n = max(self.fusion.candidates, top_k * 3)
+        if mode != "lexical" and query_vector is None:
+            # embedded once: the dense search and the designation check both use it
+            query_vector = self.index.embedder.embed_queries([query])[0]
         ranked, dense, lexical = self._ranking(query, mode, n, allowed, query_vector)
         parts = question_parts(query) if self.fusion.decompose else []
         if parts:
@@ -127,13 +130,11 @@ class Retriever:
             ranked = interleave(lists)
         if (
             mode != "lexical"
+            and query_vector is not None
             and self.fusion.term_passages
             and expected_answer_type(query) == "term"
         ):
-            qvec = query_vector
-            if qvec is None:
-                qvec = self.index.embedder.embed_queries([query])[0]
-            ranked = interleave([ranked, self._term_ranking(qvec, ranked[:n])])
+            ranked = interleave([ranked, self._term_ranking(query_vector, ranked[:n])])
         return self._hits(ranked, dense, lexical, top_k)
 
     def _term_ranking(

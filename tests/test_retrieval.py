@@ -88,6 +88,28 @@ def test_a_question_for_a_designation_finds_the_quoted_term(api_real_service) ->
     assert any("Militärkampagne" in t for t in top5(FusionConfig())[:3])
 
 
+def test_lexical_mode_embeds_nothing_and_dense_embeds_once(tmp_path: Path) -> None:
+    """Lexical-only stays pure BM25; a designation question embeds its query once."""
+
+    class CountingEmbedder(FakeEmbedder):
+        calls = 0
+
+        def embed_queries(self, texts):  # type: ignore[no-untyped-def]
+            CountingEmbedder.calls += 1
+            return super().embed_queries(texts)
+
+    index = Index(tmp_path / "idx", CountingEmbedder())
+    index.ingest(load_documents([CORPUS]).documents)
+    retriever = Retriever(index)
+    question = "Wie nennt der Kommentar Russlands Krieg in der Ukraine?"
+    CountingEmbedder.calls = 0
+    assert retriever.search(question, top_k=3, mode="lexical")
+    assert CountingEmbedder.calls == 0
+    assert retriever.search(question, top_k=3, mode="hybrid")
+    assert CountingEmbedder.calls == 2  # the question, then the quoted phrases (one batch)
+    index.close()
+
+
 def test_interleave_takes_turns_and_keeps_scores_descending() -> None:
     whole = [(1, 0.9), (2, 0.8), (3, 0.7)]
     part = [(2, 0.95), (4, 0.6)]
