@@ -92,8 +92,9 @@ class IndexStats:
 
 
 # Bumped when cleaning, sentence splitting, chunking or windows change what is stored for
-# the same input: every document's hash changes, so the next ingest re-processes it
-# (unchanged chunk texts keep their stored vectors). 2: clauses broken by a blank line.
+# the same input: every document's hash changes and the manifest's version differs, so
+# ingests re-process and re-embed (no vector reuse) until one run has covered every stored
+# document. 2: clauses broken by a blank line.
 PROCESSING_VERSION = 2
 
 
@@ -319,7 +320,8 @@ class Index:
                 self.store.set_embedder_identity(self.embedder.identity)
                 self.store.set_meta("processing_version", PROCESSING_VERSION)
                 self.store.commit()
-            # Set again only after a whole run: a run cut short re-embeds next time too.
+            # Set only after a run that covered every stored document: a run cut short, or one
+            # over a few files, leaves old vectors that must not be reused next time either.
             self._reuse_vectors = self.store.get_meta("processing_version") == PROCESSING_VERSION
             seen: set[str] = set()
             batch: list[Document] = []
@@ -345,7 +347,7 @@ class Index:
                 if gone:
                     self._delete_locked(gone)
                     report.deleted.extend(gone)
-            if not self._reuse_vectors:
+            if not self._reuse_vectors and set(self.store.doc_ids()) <= seen:
                 self.store.begin()
                 self.store.set_meta("processing_version", PROCESSING_VERSION)
                 self.store.commit()

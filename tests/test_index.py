@@ -50,6 +50,10 @@ def test_a_new_processing_version_reprocesses_and_re_embeds_everything(
     docs = load_documents([corpus]).documents
     monkeypatch.setattr("rag.index.PROCESSING_VERSION", 999)
     assert not is_fresh(tmp_path / "idx", docs)
+    # a run over one file re-embeds it but leaves the others' old vectors marked as old
+    one = index.ingest(docs[:1])
+    assert one.chunks_embedded == one.chunks_total > 0
+    assert index.store.get_meta("processing_version") != 999
     again = index.ingest(docs)
     assert len(again.updated) == 5
     assert again.chunks_embedded == again.chunks_total == first.chunks_total
