@@ -41,6 +41,18 @@ __all__ = [
 
 AnswerType = Literal["money", "count", "time", "term", "specific", "stance", "current"]
 
+# "China's (official) position", "the view of Poland", "Wie steht Polen zu",
+# "Was hält Berlin von", "die Haltung Chinas": the holder is the capitalised name.
+# Reactions are left out: they are told with any verb ("nahm mit Freude zur Kenntnis").
+_STANCE_NOUNS_EN = r"position|stance|view|views|opinion|attitude|stand"
+_STANCE_NOUNS_DE = r"Haltung|Position|Standpunkt|Meinung|Sicht|Einschätzung"
+_STANCE_Q = re.compile(
+    rf"\b(?P<en>[A-Z][\w-]+)['\u2019]s\s+(?:\w+\s+)?(?:{_STANCE_NOUNS_EN})\b"
+    rf"|\b(?:{_STANCE_NOUNS_EN}) of (?:the )?(?P<en2>[A-Z][\w-]+)"
+    r"|\b(?i:wie steht|was hält|was halten|wie positioniert)\s+"
+    r"(?:(?i:der|die|das)\s+)?(?P<de>[A-ZÄÖÜ][\w-]+)"
+    rf"|\b(?:{_STANCE_NOUNS_DE})\s+(?:(?:von|der|des)\s+)?(?P<de2>[A-ZÄÖÜ][\w-]+)"
+)
 _TYPE_PATTERNS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
     (
         "money",
@@ -85,24 +97,13 @@ _TYPE_PATTERNS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
             re.IGNORECASE,
         ),
     ),
-    ("stance", re.compile(r"^")),  # matched by ``_STANCE_Q`` (it also finds the holder)
+    ("stance", _STANCE_Q),
     (
         "current",
         re.compile(
             r"\b(derzeit|zurzeit|gegenwärtig|momentan|aktuell|currently|at present)\b", re.I
         ),
     ),
-)
-# "China's (official) position", "the reaction of Poland", "Wie steht Polen zu",
-# "Was hält Berlin von", "die Haltung Chinas": the holder is the capitalised name.
-_STANCE_NOUNS_EN = r"position|stance|view|views|opinion|reaction|response|attitude|stand"
-_STANCE_NOUNS_DE = r"Haltung|Position|Standpunkt|Meinung|Reaktion|Sicht|Einschätzung"
-_STANCE_Q = re.compile(
-    rf"\b(?P<en>[A-Z][\w-]+)['\u2019]s\s+(?:\w+\s+)?(?:{_STANCE_NOUNS_EN})\b"
-    rf"|\b(?:{_STANCE_NOUNS_EN}) of (?:the )?(?P<en2>[A-Z][\w-]+)"
-    r"|\b(?i:wie steht|was hält|was halten|wie reagiert\w*|wie positioniert)\s+"
-    r"(?:(?i:der|die|das)\s+)?(?P<de>[A-ZÄÖÜ][\w-]+)"
-    rf"|\b(?:{_STANCE_NOUNS_DE})\s+(?:(?:von|der|des)\s+)?(?P<de2>[A-ZÄÖÜ][\w-]+)"
 )
 # Saying and stance words (prefixes, lower case) that attribute a statement to its holder.
 _STANCE_CUES = re.compile(
@@ -179,20 +180,14 @@ class QuestionFocus:
 def expected_answer_type(question: str) -> AnswerType | None:
     """What kind of value the question asks for, if it clearly asks for one."""
     for kind, pattern in _TYPE_PATTERNS:
-        if kind == "stance":
-            if _stance_holder(question) is not None:
-                return kind
-        elif pattern.search(question):
+        if pattern.search(question):
             return kind
     return None
 
 
 def _stance_holder(question: str) -> str | None:
     match = _STANCE_Q.search(question)
-    if match is None:
-        return None
-    holder = next(g for g in match.groups() if g)
-    return None if holder.lower() in {"es", "it", "the"} else holder
+    return next(g for g in match.groups() if g) if match else None
 
 
 def _stem(word: str) -> str:

@@ -59,7 +59,7 @@ def test_term_question_needs_a_quoted_term() -> None:
     ("question", "holder"),
     [
         ("What is China's official position on the rapprochement?", "China"),
-        ("What was the reaction of Poland to the talks?", "Poland"),
+        ("What was the view of Poland on the talks?", "Poland"),
         ("Wie steht Polen zu den Gesprächen?", "Polen"),
         ("Was ist die Haltung Chinas zu den Gesprächen?", "Chinas"),
     ],
@@ -71,6 +71,8 @@ def test_stance_questions_name_their_holder(question: str, holder: str) -> None:
 
 def test_no_stance_without_a_holder() -> None:
     assert expected_answer_type("Wie steht es um die Beziehungen?") != "stance"
+    # reactions are told with any verb: no saying word required
+    assert expected_answer_type("Wie reagierte Moskau auf den Streit?") is None
     assert expected_answer_type("Which minister welcomed Putin's willingness?") is None
 
 
@@ -92,7 +94,7 @@ def test_stance_needs_a_saying_word_next_to_the_holder(sentence: str, ok: bool) 
 def test_stance_holder_may_be_named_in_the_passage_language() -> None:
     from dataclasses import replace
 
-    focus = question_focus("What is Moscow's reaction to the quarrel?")
+    focus = question_focus("What is Moscow's position on the quarrel?")
     sentence = "Moskau zeigt sich optimistisch und reagiert auf die Entwicklungen."
     assert not has_answer_type(sentence, focus)
     assert has_answer_type(sentence, replace(focus, aliases=frozenset({"moska"})))
