@@ -195,6 +195,71 @@ class Answerer:
 
     # -- the pipeline -----------------------------------------------------------------
 
+    def _score(self, question: str, hits: Sequence[Hit]) -> list[ScoredSentence]:
+        th = self.thresholds
+        return score_sentences(
+            question,
+            hits,
+            self.embedder,
+            self._bank,
+            lexical_weight=th.extractive_lexical_weight,
+            rank_weight=th.extractive_rank_weight,
+        )
+
+    def _extractive_sentences(
+        self, question: str, scored: Sequence[ScoredSentence], hits: Sequence[Hit]
+    ) -> list[ScoredSentence]:
+        """The sentences to quote for ``question``; empty when none answers it."""
+        th = self.thresholds
+        focus = question_focus(question)
+        aliases = (
+            name_variants(focus.noun, hits, self.embedder, min_cosine=th.name_match_cosine)
+            if focus.kind == "stance" and focus.noun
+            else frozenset()
+        )
+        chosen = select_sentences(
+            question,
+            scored,
+            hits,
+            self._bank,
+            max_sentences=th.extractive_max_sentences,
+            margin=th.extractive_margin,
+            type_margin=th.extractive_type_margin,
+            max_chars=th.extractive_max_chars,
+            time_weight=th.extractive_time_weight,
+            aliases=aliases,
+        )
+        if not chosen:
+            return []
+        extra = []
+        for part in question_parts(question):
+            extra += select_sentences(
+                part,
+                self._score(part, hits),
+                hits,
+                self._bank,
+                max_sentences=1,
+                type_margin=th.extractive_type_margin,
+                time_weight=th.extractive_time_weight,
+            )
+        if extra:
+            chosen = merge_parts(
+                chosen,
+                extra,
+                hits,
+                self._bank,
+                max_sentences=th.extractive_max_sentences + th.extractive_part_sentences,
+            )
+        if unmatched_names(
+            question_names(question),
+            hits,
+            self.embedder,
+            min_cosine=th.name_match_cosine,
+            phrase_min_cosine=th.phrase_match_cosine,
+        ):
+            return []  # the question names something the passages never mention
+        return chosen
+
     def _below_floor(
         self, scored: Sequence[ScoredSentence], hits: Sequence[Hit], language: str
     ) -> bool:
@@ -219,15 +284,7 @@ class Answerer:
             draft.reason = "no_passages"
         else:
             t = time.perf_counter()
-            th = self.thresholds
-            scored = score_sentences(
-                standalone,
-                hits,
-                self.embedder,
-                self._bank,
-                lexical_weight=th.extractive_lexical_weight,
-                rank_weight=th.extractive_rank_weight,
-            )
+            scored = self._score(standalone, hits)
             draft.timings["relevance"] = _ms(t)
             if not scored or self._below_floor(scored, hits, language):
                 draft.reason = "low_relevance"
@@ -237,60 +294,7 @@ class Answerer:
                 llm = str(getattr(self.chat_model, "last_model", llm))
             else:
                 t = time.perf_counter()
-                focus = question_focus(standalone)
-                aliases = (
-                    name_variants(focus.noun, hits, self.embedder, min_cosine=th.name_match_cosine)
-                    if focus.kind == "stance" and focus.noun
-                    else frozenset()
-                )
-                chosen = select_sentences(
-                    standalone,
-                    scored,
-                    hits,
-                    self._bank,
-                    max_sentences=th.extractive_max_sentences,
-                    margin=th.extractive_margin,
-                    type_margin=th.extractive_type_margin,
-                    max_chars=th.extractive_max_chars,
-                    time_weight=th.extractive_time_weight,
-                    aliases=aliases,
-                )
-                parts = question_parts(standalone) if chosen else []
-                extra = []
-                for part in parts:
-                    part_scored = score_sentences(
-                        part,
-                        hits,
-                        self.embedder,
-                        self._bank,
-                        lexical_weight=th.extractive_lexical_weight,
-                        rank_weight=th.extractive_rank_weight,
-                    )
-                    extra += select_sentences(
-                        part,
-                        part_scored,
-                        hits,
-                        self._bank,
-                        max_sentences=1,
-                        type_margin=th.extractive_type_margin,
-                        time_weight=th.extractive_time_weight,
-                    )
-                if extra:
-                    chosen = merge_parts(
-                        chosen,
-                        extra,
-                        hits,
-                        self._bank,
-                        max_sentences=th.extractive_max_sentences + th.extractive_part_sentences,
-                    )
-                if chosen and unmatched_names(
-                    question_names(standalone),
-                    hits,
-                    self.embedder,
-                    min_cosine=th.name_match_cosine,
-                    phrase_min_cosine=th.phrase_match_cosine,
-                ):
-                    chosen = []  # the question names something the passages never mention
+                chosen = self._extractive_sentences(standalone, scored, hits)
                 if chosen:
                     draft.text, draft.citations = compose_extractive(
                         chosen, hits, language=language
