@@ -289,6 +289,11 @@ def question_names(question: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _capitalised(tokens: Sequence[Sequence[str]]) -> list[str]:
+    """The distinct capitalised words of tokenised passages, sorted."""
+    return sorted({w for ts in tokens for w in ts if w[:1].isupper()})
+
+
 def name_variants(
     name: str, hits: Sequence[Hit], embedder: Embedder, *, min_cosine: float
 ) -> frozenset[str]:
@@ -296,7 +301,7 @@ def name_variants(
 
     "Moscow" -> {"moska"} when the passages say "Moskau" (cosine as in ``unmatched_names``).
     """
-    words = sorted({w for hit in hits for w in tokenize(hit.chunk.text) if w[:1].isupper()})
+    words = _capitalised([tokenize(hit.chunk.text) for hit in hits])
     if not words:
         return frozenset()
     vectors = embedder.embed_queries([name, *words])
@@ -326,16 +331,16 @@ def unmatched_names(
     if not names:
         return []
     tokens = [tokenize(hit.chunk.text) for hit in hits]
-    words = sorted({w for ts in tokens for w in ts if w[:1].isupper()})
+    words = _capitalised(tokens)
     folded = {fold(w)[:5] for w in words}
     missing = [n for n in names if not any(fold(p)[:5] in folded for p in n.split())]
     if not missing or not words:
         return missing
     vectors = embedder.embed_queries([*missing, *words])
-    sims = vectors[: len(missing)] @ vectors[len(missing) :].T
-    unmatched = [n for n, row in zip(missing, sims, strict=True) if float(row.max()) < min_cosine]
-    phrases = [n for n in unmatched if " " in n]
-    if not phrases:
+    names_vecs = vectors[: len(missing)]
+    best = (names_vecs @ vectors[len(missing) :].T).max(axis=1)
+    unmatched = [n for n, b in zip(missing, best, strict=True) if float(b) < min_cosine]
+    if not any(" " in n for n in unmatched):
         return unmatched
     pairs = sorted(
         {
@@ -345,11 +350,14 @@ def unmatched_names(
             if a[:1].isupper() and b[:1].isupper()
         }
     )
+    if pairs:  # only the pairs are new: the names and words are embedded above
+        best = np.maximum(best, (names_vecs @ embedder.embed_queries(pairs).T).max(axis=1))
     floor = min_cosine if phrase_min_cosine is None else phrase_min_cosine
-    vectors = embedder.embed_queries([*phrases, *words, *pairs])
-    sims = vectors[: len(phrases)] @ vectors[len(phrases) :].T
-    found = {n for n, row in zip(phrases, sims, strict=True) if float(row.max()) >= floor}
-    return [n for n in unmatched if n not in found]
+    return [
+        n
+        for n, b in zip(missing, best, strict=True)
+        if n in unmatched and not (" " in n and float(b) >= floor)
+    ]
 
 
 LEAD_INS = {"en": "According to the sources:", "de": "Laut den Quellen:"}
