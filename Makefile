@@ -42,9 +42,9 @@ bench: install
 	$(BIN)/python -m bench
 
 eval: install
-	$(BIN)/rag eval ../shared/benchmarks/germanquad --split test --index-dir vectors/germanquad --out bench/results/germanquad-test.json
+	$(BIN)/rag eval eval/data/germanquad --split test --index-dir vectors/germanquad --out bench/results/germanquad-test.json
 	$(BIN)/rag ingest corpus/ --quiet
-	$(BIN)/rag eval ../shared/eval/dev.jsonl --out bench/results/dev-eval.json
+	$(BIN)/rag eval eval/data/dev/dev.jsonl --out bench/results/dev-eval.json
 
 fix: install
 	$(BIN)/ruff check --fix .

@@ -20,7 +20,7 @@ from pydantic import (
 from rag.types import Answer, Citation, Filters, Hit, Location, Turn
 
 if TYPE_CHECKING:
-    from rag.index import IngestReport
+    from rag.store.index import IngestReport
 
 # ---------------------------------------------------------------------------------------
 # Input text

@@ -26,9 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CORPUS_DIR = REPO_ROOT / "corpus"
 MODEL_DIR = REPO_ROOT / "vectors" / "models"
-SHARED_DIR = REPO_ROOT.parent / "shared"
-DEV_QUESTIONS = SHARED_DIR / "eval" / "dev.jsonl"
-GERMANQUAD_CORPUS = SHARED_DIR / "benchmarks" / "germanquad" / "corpus.jsonl"
+EVAL_DATA = REPO_ROOT / "eval" / "data"
+DEV_QUESTIONS = EVAL_DATA / "dev" / "dev.jsonl"
+GERMANQUAD_CORPUS = EVAL_DATA / "germanquad" / "corpus.jsonl"
 
 
 @dataclass(frozen=True)

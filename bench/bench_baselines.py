@@ -82,10 +82,10 @@ def run(quick: bool = False) -> list[Section]:
     from sentence_transformers import SentenceTransformer
 
     from rag.config import DEFAULT_EMBEDDING_MODEL
-    from rag.embeddings import SentenceTransformerEmbedder, resolve_model
-    from rag.index import embedding_text
-    from rag.loaders import load_documents
+    from rag.embedding.embedder import SentenceTransformerEmbedder, resolve_model
+    from rag.ingest.loaders import load_documents
     from rag.service import RagService
+    from rag.store.index import embedding_text
 
     repeats = 1 if quick else REPEATS
     qs = questions()

@@ -5,7 +5,7 @@
 For each backend: model load time (ONNX files exported beforehand, once), passages/s for
 batch embedding of corpus-like paragraphs (GermanQuAD passages packed into chunks of at most
 ~180 model tokens, as the chunker makes them), single-query latency (median, p95 over 50
-queries embedded one at a time) and a rough Recall@5 on shared/eval/dev.jsonl (the demo
+queries embedded one at a time) and a rough Recall@5 on eval/data/dev/dev.jsonl (the demo
 corpus split on blank lines; a question is a hit when a paragraph holding one of its gold
 quotes is among the top 5; unanswerable questions skipped, boilerplate traps reported apart
 since retrieving their "gold" is the failure).
@@ -33,12 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.embeddings import SentenceTransformerEmbedder  # noqa: E402
-from rag.model_convert import prepare_default_model  # noqa: E402
+from rag.embedding.convert import prepare_default_model  # noqa: E402
+from rag.embedding.embedder import SentenceTransformerEmbedder  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-GERMANQUAD = SHARED / "benchmarks" / "germanquad"
-DEV = SHARED / "eval" / "dev.jsonl"
+GERMANQUAD = ROOT / "eval" / "data" / "germanquad"
+DEV = ROOT / "eval" / "data" / "dev" / "dev.jsonl"
 CORPUS = ROOT / "corpus"
 RESULTS = ROOT / "bench" / "results" / "embeddings.json"
 

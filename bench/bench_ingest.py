@@ -74,11 +74,11 @@ def _chunk_counts(records: list[dict[str, str]], count_tokens: Any) -> tuple[lis
 
     Passages are the chunks plus, where the index embeds them, their sentence windows.
     """
-    import rag.index
-    from rag.chunking import chunk_document
+    import rag.store.index
+    from rag.ingest.chunking import chunk_document
     from rag.types import Document
 
-    windows = getattr(rag.index, "window_texts", None)
+    windows = getattr(rag.store.index, "window_texts", None)
     chunks, passages = [], []
     for r in records:
         cs = chunk_document(Document(r["id"], r["text"], title=r["title"]), count_tokens)
@@ -95,8 +95,8 @@ def _write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
 
 def end_to_end(model: Any, folder: Path, index_dir: Path) -> dict[str, Any]:
     """Real model, real everything: ``Index.ingest`` of the files in ``folder``."""
-    from rag.index import Index
-    from rag.loaders import iter_documents
+    from rag.ingest.loaders import iter_documents
+    from rag.store.index import Index
 
     embedder = TimedEmbedder(model)
     index = Index(index_dir, embedder)
@@ -154,9 +154,9 @@ class _StageClock:
 
 def without_embedding(folder: Path, index_dir: Path, count_tokens: Any) -> dict[str, Any]:
     """The pipeline with random vectors: load, clean+chunk, store, lexical, FAISS."""
-    import rag.index
-    from rag.index import Index
-    from rag.loaders import iter_documents
+    import rag.store.index
+    from rag.ingest.loaders import iter_documents
+    from rag.store.index import Index
 
     clock = _StageClock()
     embedder = RandomEmbedder(384, count_tokens=count_tokens)
@@ -165,12 +165,12 @@ def without_embedding(folder: Path, index_dir: Path, count_tokens: Any) -> dict[
     # Instrument the stage boundaries instead of chunking twice: Index.ingest calls the
     # module-level name, so wrapping it times exactly the chunking ingest does.
     name = "chunk_document"
-    original = getattr(rag.index, name)
-    setattr(rag.index, name, clock.chunker(original))
+    original = getattr(rag.store.index, name)
+    setattr(rag.store.index, name, clock.chunker(original))
     try:
         report, seconds = timed(index.ingest, clock.documents(iter_documents([folder])))
     finally:
-        setattr(rag.index, name, original)
+        setattr(rag.store.index, name, original)
     rss1 = rss_bytes()
     stats = index.stats()
     index.close()
@@ -192,7 +192,7 @@ def without_embedding(folder: Path, index_dir: Path, count_tokens: Any) -> dict[
 
 def run(quick: bool = False) -> list[Section]:
     from rag.config import DEFAULT_EMBEDDING_MODEL
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     full_target = 1_500 if quick else FULL_CHUNKS
     model = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, model_dir=MODEL_DIR)

@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.analysis import GermanAnalyzer
-from rag.lexical import LexicalIndex
+from rag.store.lexical import LexicalIndex
+from rag.text.analysis import GermanAnalyzer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "germanquad"
+DATA = Path(__file__).resolve().parents[1] / "eval" / "data" / "germanquad"
 
 
 def load(
@@ -142,11 +142,11 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def fusion(args: argparse.Namespace) -> None:
-    from rag.analysis import detect_language
-    from rag.embeddings import SentenceTransformerEmbedder
-    from rag.fusion import fuse
-    from rag.index import Index
-    from rag.loaders import document_from_text
+    from rag.embedding.embedder import SentenceTransformerEmbedder
+    from rag.ingest.loaders import document_from_text
+    from rag.retrieve.fusion import fuse
+    from rag.store.index import Index
+    from rag.text.analysis import detect_language
 
     corpus, queries, qrels, splits = load(args.data)
     asked = {qid: queries[qid] for qid in splits[args.split]}
@@ -213,7 +213,7 @@ CHOSEN = (("convex", [(0, (1.0, 0.5))]),)  # German questions; English gets (1.0
 
 
 # 80 GermanQuAD dev questions (random.Random(7).sample of the dev ids), translated by hand;
-# derived from GermanQuAD (deepset, CC BY 4.0; see shared/benchmarks/germanquad/README.md).
+# derived from GermanQuAD (deepset, CC BY 4.0; see eval/data/germanquad/README.md).
 ENGLISH_DEV = """
 q40399	How many people in Mali speak Bambara as their mother tongue?
 q37655	How do monotremes differ from other mammals?

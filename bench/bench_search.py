@@ -105,14 +105,14 @@ def _queries_from(
 
 def write_index(directory: Path, n: int, queries: int, seed: int = 0) -> Written:
     """Write ``n`` synthetic chunks into SQLite + lexical postings, the way ingest does."""
-    import rag.index
-    from rag.index import DB_NAME, content_hash
-    from rag.lexical import LexicalIndex
-    from rag.store import SqliteStore
+    import rag.store.index
+    from rag.store.index import DB_NAME, content_hash
+    from rag.store.lexical import LexicalIndex
+    from rag.store.sqlite import SqliteStore
 
     # Sentence-window vectors, where the index keeps them (the retriever re-scores dense
     # candidates with them): one vector per 1- and 2-sentence run, as ingest embeds them.
-    window_texts: Callable[[Any], list[str]] | None = getattr(rag.index, "window_texts", None)
+    window_texts: Callable[[Any], list[str]] | None = getattr(rag.store.index, "window_texts", None)
     with_windows = window_texts is not None and hasattr(SqliteStore, "put_windows")
     rng = np.random.default_rng(seed + 1)
     space = TopicVectors(DIM, max(1, n // PER_TOPIC), seed=seed)
@@ -210,7 +210,7 @@ def _search_all(
     store: Any, queries: FloatArray, k: int = TOP_K, threads: int | None = None
 ) -> tuple[list[list[int]], list[float]]:
     """Top-k ids and seconds per query; ``threads`` caps FAISS's OpenMP threads meanwhile."""
-    from rag.vector_store import faiss
+    from rag.store.faiss import faiss
 
     default = int(faiss.omp_get_max_threads())
     if threads is not None:
@@ -244,7 +244,7 @@ def _compare_ann(
     time, FAISS's default threads mostly measure how long idle threads take to wake up on a
     shared CPU (the defaults are in the JSON).
     """
-    from rag.vector_store import FaissVectorStore
+    from rag.store.faiss import FaissVectorStore
 
     out: dict[str, Any] = {}
     n = len(ids)
@@ -302,8 +302,8 @@ def bench_full(
     n: int, plan: Plan, builds: dict[str, tuple[int, float]]
 ) -> tuple[Section, dict[str, Any]]:
     """One scale through SQLite + lexical + FAISS + ``Retriever``."""
-    from rag.index import DB_NAME, Index
-    from rag.retrieval import Mode, Retriever
+    from rag.retrieve.retriever import Mode, Retriever
+    from rag.store.index import DB_NAME, Index
 
     label = _label(n)
     section = Section("search")
@@ -405,7 +405,7 @@ def bench_faiss_only(
     write_rate: float | None,
 ) -> tuple[Section, dict[str, Any]]:
     """One scale on ``FaissVectorStore`` alone (no SQLite, no lexical)."""
-    from rag.vector_store import FaissVectorStore
+    from rag.store.faiss import FaissVectorStore
 
     label = _label(n)
     section = Section("search")
@@ -458,7 +458,7 @@ def bench_faiss_only(
 
 def bench_worst_case(n: int, plan: Plan) -> tuple[Section, dict[str, Any]]:
     """ANN recall on structureless uniform random vectors and queries: the lower bound."""
-    from rag.vector_store import FaissVectorStore
+    from rag.store.faiss import FaissVectorStore
 
     label = _label(n)
     log(f"{label}: uniform random vectors (worst case for ANN)")
@@ -495,7 +495,7 @@ def _threads_note(one_ms: float, default_ms: float) -> str:
 
 def single_thread_faiss(store: Any, queries: FloatArray) -> dict[str, Any]:
     """Exact search latency with FAISS limited to one OpenMP thread."""
-    from rag.vector_store import faiss
+    from rag.store.faiss import faiss
 
     _search_all(store, queries[:5], threads=1)
     _, seconds = _search_all(store, queries, threads=1)
@@ -510,7 +510,7 @@ def query_embedding_cost(repeats: int = 3) -> dict[str, Any]:
     import torch
 
     from rag.config import DEFAULT_EMBEDDING_MODEL
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     questions = [
         json.loads(line)["question"] for line in DEV_QUESTIONS.read_text("utf-8").splitlines()

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rag.chunking import chunk_id_for
-from rag.embeddings import EmbedderIdentity
-from rag.types import Chunk, Document
+from rag.ingest.chunking import chunk_id_for
+from rag.types import Chunk, Document, EmbedderIdentity
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -42,8 +42,8 @@ def _filters(args: argparse.Namespace) -> Filters | None:
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from rag.index import Progress
-    from rag.loaders import Skipped, iter_documents
+    from rag.ingest.loaders import Skipped, iter_documents
+    from rag.store.index import Progress
     from rag.types import Document
 
     if args.rebuild:
@@ -191,8 +191,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         target=importlib.import_module, args=("sentence_transformers",), daemon=True
     ).start()
     if args.ingest:
-        from rag.index import is_fresh
-        from rag.loaders import load_documents
+        from rag.ingest.loaders import load_documents
+        from rag.store.index import is_fresh
 
         loaded = load_documents([Path(p) for p in args.ingest])
         if is_fresh(settings.index_dir, loaded.documents):
@@ -210,7 +210,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_prepare(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.model_convert import prepare_default_model
+    from rag.embedding.convert import prepare_default_model
 
     path = prepare_default_model(settings.model_dir, force=args.force)
     print(f"embedding model ready in {path}")
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="retrieval/answer metrics on a QA file or BEIR folder")
-    p.add_argument("path", help="a QA .jsonl (like shared/eval/dev.jsonl) or a BEIR folder")
+    p.add_argument("path", help="a QA .jsonl (like eval/data/dev/dev.jsonl) or a BEIR folder")
     p.add_argument("--split", choices=["dev", "test"], default=None)
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument(

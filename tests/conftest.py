@@ -47,7 +47,7 @@ def api_corpus() -> list[Any]:
     """The demo corpus (``corpus/``) as documents."""
     from pathlib import Path
 
-    from rag.loaders import load_documents
+    from rag.ingest.loaders import load_documents
 
     result = load_documents([Path(__file__).resolve().parents[1] / "corpus"])
     assert result.documents, "the demo corpus is missing"
@@ -180,7 +180,7 @@ EMBEDDER_MODEL_DIR = Path(__file__).resolve().parents[1] / "vectors" / "models"
 @pytest.fixture(scope="session")
 def embedder_model_path() -> Path:
     """Folder of the converted multilingual-e5-small (converted on first use)."""
-    from rag.model_convert import prepare_default_model
+    from rag.embedding.convert import prepare_default_model
 
     return prepare_default_model(EMBEDDER_MODEL_DIR, progress=False)
 
@@ -188,7 +188,7 @@ def embedder_model_path() -> Path:
 @pytest.fixture(scope="session")
 def embedder(embedder_model_path: Path):
     """A loaded ``SentenceTransformerEmbedder`` (torch) over the converted model."""
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embedding.embedder import SentenceTransformerEmbedder
 
     # The folder itself, not the model name: a real e5 in a developer's Hugging Face cache
     # must not replace the converted model the tests are about.

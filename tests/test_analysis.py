@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.analysis import (
+from rag.text.analysis import (
     GermanAnalyzer,
     candidate_parts,
     detect_language,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer_types import (
+from rag.retrieve.answer_types import (
     expected_answer_type,
     has_answer_type,
     question_focus,

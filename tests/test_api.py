@@ -335,7 +335,7 @@ def test_llm_answer_streams_and_llm_failures_map_to_502(
 ) -> None:
     from llm_servers import Reply
 
-    from rag.generation import LiteLLMChatModel
+    from rag.answer.generation import LiteLLMChatModel
     from rag.service import RagService
     from rag.testing import FakeEmbedder
 

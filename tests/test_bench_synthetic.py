@@ -23,7 +23,7 @@ def test_text_is_deterministic_per_seed() -> None:
 
 
 def test_text_looks_german() -> None:
-    from rag.analysis import GermanAnalyzer
+    from rag.text.analysis import GermanAnalyzer
 
     gen = synthetic.GermanLikeText(0, vocabulary_size=2000)
     text = " ".join(gen.paragraph() for _ in range(50))

@@ -1,4 +1,4 @@
-"""Tests of passage cutting (rag.chunking): offsets, limits, merging, stable ids."""
+"""Tests of passage cutting (rag.ingest.chunking): offsets, limits, merging, stable ids."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Protocol
 
 import pytest
 
-from rag.chunking import chunk_document, chunk_id_for
-from rag.loaders import document_from_text, load_documents
+from rag.ingest.chunking import chunk_document, chunk_id_for
+from rag.ingest.loaders import document_from_text, load_documents
 from rag.types import Chunk, Document
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of page-chrome removal and metadata extraction (rag.cleaning)."""
+"""Tests of page-chrome removal and metadata extraction (rag.ingest.cleaning)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cleaning import Cleaned, clean, parse_date
+from rag.ingest.cleaning import Cleaned, clean, parse_date
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

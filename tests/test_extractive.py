@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import SentenceBank
-from rag.extractive import (
+from rag.answer.citations import SentenceBank
+from rag.answer.extractive import (
     compose_extractive,
     expected_answer_type,
     has_answer_type,

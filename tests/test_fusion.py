@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.fusion import fuse
+from rag.retrieve.fusion import fuse
 
 DENSE = [(1, 0.91), (2, 0.88), (3, 0.80)]
 LEXICAL = [(3, 14.0), (4, 9.0), (1, 2.0)]

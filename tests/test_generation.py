@@ -12,8 +12,8 @@ import time
 import pytest
 from llm_servers import Reply, ScriptedLLMServer
 
+from rag.answer.generation import LiteLLMChatModel, Usage
 from rag.errors import GenerationError
-from rag.generation import LiteLLMChatModel, Usage
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

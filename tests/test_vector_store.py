@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexCorruptError
-from rag.vector_store import FaissVectorStore, choose_kind
+from rag.store.faiss import FaissVectorStore, choose_kind
 
 
 def unit(n: int, d: int = 16, seed: int = 0) -> np.ndarray:

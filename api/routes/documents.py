@@ -22,7 +22,7 @@ from api.schemas import (
     DocumentSummary,
     IngestResult,
 )
-from rag.loaders import document_from_text, documents_from_upload
+from rag.ingest.loaders import document_from_text, documents_from_upload
 from rag.service import RagService
 from rag.types import Document
 
@@ -134,7 +134,7 @@ async def _documents_from_json(request: Request) -> list[Document]:
 
 
 def _from_json_items(items: list[DocumentCreate]) -> list[Document]:
-    # Extracting metadata from the text (rag.cleaning) is CPU work: off the event loop.
+    # Extracting metadata from the text (rag.ingest.cleaning) is CPU work: off the event loop.
     return [
         document_from_text(
             d.id,

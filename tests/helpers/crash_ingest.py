@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from rag.index import Index, Progress
-from rag.loaders import iter_documents
+from rag.ingest.loaders import iter_documents
+from rag.store.index import Index, Progress
 from rag.testing import FakeEmbedder
 
 

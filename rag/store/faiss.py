@@ -17,8 +17,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from rag.embeddings import FloatArray
 from rag.errors import IndexCorruptError
+from rag.types import FloatArray
 
 # faiss's SWIG stubs cover little of its API (no SearchParametersHNSW, no `sel=`): use it untyped.
 faiss: Any = importlib.import_module("faiss")

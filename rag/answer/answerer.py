@@ -6,10 +6,10 @@ condensed question. The steps:
 1. No passages: abstain (``no_passages``).
 2. Score every passage sentence against the (standalone) question; if the best is below
    ``min_relevance``: abstain (``low_relevance``) without calling any LLM.
-3. With a chat model: prompt (``rag.prompts``), stream/complete, parse and renumber the
-   markers in code (``rag.citations``), check each citation against its passage. A reply
+3. With a chat model: prompt (``rag.answer.prompts``), stream/complete, parse and renumber the
+   markers in code (``rag.answer.citations``), check each citation against its passage. A reply
    of ``NOT_IN_SOURCES``, or one with no supported citation, abstains (``unsupported``).
-   Without a chat model: quote the best sentences (``rag.extractive``); abstain
+   Without a chat model: quote the best sentences (``rag.answer.extractive``); abstain
    (``unsupported``) when none holds the kind of value asked for or an English question
    names something the passages never mention.
 
@@ -39,18 +39,15 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.analysis import detect_language
-from rag.answer_types import question_focus
-from rag.citations import (
+from rag.answer.citations import (
     CitationStream,
     SentenceBank,
     SupportThresholds,
     check_citations,
     statements_for,
 )
-from rag.condense import condense_question
-from rag.embeddings import Embedder
-from rag.extractive import (
+from rag.answer.condense import condense_question
+from rag.answer.extractive import (
     ScoredSentence,
     compose_extractive,
     merge_parts,
@@ -61,8 +58,11 @@ from rag.extractive import (
     select_sentences,
     unmatched_names,
 )
-from rag.generation import ChatModel
-from rag.prompts import NOT_IN_SOURCES, build_messages
+from rag.answer.generation import ChatModel
+from rag.answer.prompts import NOT_IN_SOURCES, build_messages
+from rag.embedding.base import Embedder
+from rag.retrieve.answer_types import question_focus
+from rag.text.analysis import detect_language
 from rag.types import (
     AbstainReason,
     Answer,
@@ -106,17 +106,17 @@ class AnswerThresholds:
     min_relevance_cross_lingual: float = 0.79
     support: SupportThresholds = field(default_factory=SupportThresholds)
     # Extractive sentence ranking: cosine + lexical_weight * IDF-weighted term overlap
-    # - rank_weight * passage rank (see rag.extractive.score_sentences).
+    # - rank_weight * passage rank (see rag.answer.extractive.score_sentences).
     extractive_lexical_weight: float = LEXICAL_WEIGHT
     extractive_rank_weight: float = RANK_WEIGHT
     extractive_max_sentences: int = 2
     extractive_margin: float = 0.02  # further sentences must score within this of the best
-    extractive_type_margin: float = 0.06  # for "Wie viel/Wann" questions, see rag.extractive
+    extractive_type_margin: float = 0.06  # for "Wie viel/Wann" questions, see rag.answer.extractive
     extractive_part_sentences: int = 1  # extra sentences for multi-part questions
     extractive_time_weight: float = TIME_WEIGHT  # per level of time_specificity
     extractive_max_chars: int = 600
     # English question names must occur in the passages, spelled or translated
-    # (``rag.extractive.unmatched_names``); else the sources are about something else.
+    # (``rag.answer.extractive.unmatched_names``); else the sources are about something else.
     name_match_cosine: float = NAME_MATCH_COSINE
     phrase_match_cosine: float = PHRASE_MATCH_COSINE  # names of several words
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rag.sentences import split_sentences
+from rag.text.sentences import split_sentences
 
 __all__ = ["Cleaned", "clean", "parse_date"]
 

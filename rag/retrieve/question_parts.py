@@ -2,8 +2,8 @@
 
 "Wie ging Trump mit Selenskyj um - nach seinem Telefonat … und bei ihrem Treffen …?" asks
 two things; the passages for the second part rank far below the first in a search for the
-whole question. Each part is searched (``rag.retrieval``) and answered
-(``rag.extractive``) on its own as well.
+whole question. Each part is searched (``rag.retrieve.retriever``) and answered
+(``rag.answer.extractive``) on its own as well.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from rag.analysis import detect_language, tokenize
+from rag.answer.generation import ChatModel
+from rag.answer.prompts import build_condense_messages
 from rag.errors import GenerationError
-from rag.generation import ChatModel
-from rag.prompts import build_condense_messages
+from rag.text.analysis import detect_language, tokenize
 from rag.types import Turn
 
 __all__ = ["condense_question", "needs_context", "salient_terms"]

@@ -6,7 +6,7 @@ question terms such as names decide between near-equal cosines). The best one or
 (from different passages) are quoted verbatim, so each citation is supported by
 construction and its ``quote`` is exactly the sentence shown. A multi-part question
 ("Wie …, und was …?") adds the best sentence for each part (``question_parts``).
-Questions that ask for a kind of value (``rag.answer_types``: an amount, a count, a date,
+Questions that ask for a kind of value (``rag.retrieve.answer_types``: an amount, a count, a date,
 a quoted term, a specific name) only accept sentences that hold one; if none of the
 relevant sentences does, the answer abstains rather than quote something beside the
 point. An English question naming something that no passage spells or translates
@@ -22,8 +22,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.analysis import detect_language, fold, tokenize
-from rag.answer_types import (
+from rag.answer.citations import CLOSERS as _CLOSERS
+from rag.answer.citations import SentenceBank, content_terms
+from rag.embedding.base import Embedder
+from rag.retrieve.answer_types import (
     AnswerType,
     QuestionFocus,
     expected_answer_type,
@@ -31,10 +33,8 @@ from rag.answer_types import (
     question_focus,
     time_specificity,
 )
-from rag.citations import CLOSERS as _CLOSERS
-from rag.citations import SentenceBank, content_terms
-from rag.embeddings import Embedder
-from rag.question_parts import question_parts
+from rag.retrieve.question_parts import question_parts
+from rag.text.analysis import detect_language, fold, tokenize
 from rag.types import Citation, Hit
 
 __all__ = [
@@ -170,7 +170,7 @@ def select_sentences(
 ) -> list[ScoredSentence]:
     """The sentences to quote: the best, plus others within ``margin`` of it.
 
-    When the question asks for a value (``rag.answer_types``), only sentences that hold
+    When the question asks for a value (``rag.retrieve.answer_types``), only sentences that hold
     one and score within ``type_margin`` of the best count; an empty list means none
     does. For "when" questions ``time_weight`` per level of ``time_specificity`` prefers
     a full date over a bare year. ``aliases``: how the passages spell the holder of a

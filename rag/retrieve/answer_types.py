@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.analysis import GermanAnalyzer, fold
+from rag.text.analysis import GermanAnalyzer, fold
 
 __all__ = [
     "AnswerType",
@@ -173,7 +173,7 @@ class QuestionFocus:
     noun: str | None = None
     question_words: frozenset[str] = frozenset()  # folded words of the question
     # ``stance``: first five folded letters of the passage words that name the holder in
-    # another language ("moska" for "Moscow"), found by ``rag.extractive.name_variants``.
+    # another language ("moska" for "Moscow"), found by ``rag.answer.extractive.name_variants``.
     aliases: frozenset[str] = frozenset()
 
 

@@ -4,7 +4,7 @@ Formats: ``.txt`` and ``.md`` (the text as is), ``.html``/``.htm`` (main content
 trafilatura; the extracted text is the document text) and ``.jsonl`` (one document per line with
 ``id``, ``title``, ``text``, ``url``, ``published``, ``source``). ``Document.text`` is never
 altered after decoding: chunk offsets point into it. Metadata the caller does not give is taken
-from the text by ``rag.cleaning.clean``.
+from the text by ``rag.ingest.cleaning.clean``.
 
 Text files are read as UTF-8 (a BOM is dropped); bytes that are not UTF-8 are read as
 Windows-1252 when that yields printable text, since older German pages use it. Files with NUL
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from rag.cleaning import clean, parse_date
 from rag.errors import IngestError
+from rag.ingest.cleaning import clean, parse_date
 from rag.types import Document
 
 __all__ = [

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.cleaning import clean
-from rag.sentences import split_sentences
+from rag.ingest.cleaning import clean
+from rag.text.sentences import split_sentences
 from rag.types import Chunk, Document
 
 __all__ = ["chunk_document", "chunk_id_for"]

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embeddings import EmbedderIdentity, FloatArray
 from rag.errors import DocumentNotFoundError, IndexCorruptError
-from rag.types import Chunk, Document
+from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
 SCHEMA_VERSION = 1
 

@@ -8,14 +8,13 @@ from typing import Literal
 
 import numpy as np
 
-from rag.analysis import detect_language
-from rag.answer_types import expected_answer_type, quoted_terms
-from rag.embeddings import FloatArray
-from rag.fusion import fuse
-from rag.index import Index
-from rag.question_parts import question_parts
-from rag.store import text_key
-from rag.types import Chunk, Filters, Hit, Location
+from rag.retrieve.answer_types import expected_answer_type, quoted_terms
+from rag.retrieve.fusion import fuse
+from rag.retrieve.question_parts import question_parts
+from rag.store.index import Index
+from rag.store.sqlite import text_key
+from rag.text.analysis import detect_language
+from rag.types import Chunk, Filters, FloatArray, Hit, Location
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
@@ -25,7 +24,7 @@ class FusionConfig:
     """Fusion settings; defaults chosen by measurement (see README, `rag eval`)."""
 
     # Convex (min-max normalised weighted sum) beat RRF on GermanQuAD dev (MRR@10 0.981 vs
-    # 0.967 at best) and on shared/eval/dev.jsonl; English questions lose from any lexical
+    # 0.967 at best) and on eval/data/dev/dev.jsonl; English questions lose from any lexical
     # weight above ~0.1 (measured on 80 translated GermanQuAD dev questions).
     method: str = "convex"
     weights_de: tuple[float, float] = (1.0, 0.5)  # (dense, lexical) for German questions
@@ -33,21 +32,21 @@ class FusionConfig:
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
     # A dense candidate scores chunk_weight * cos(chunk) + (1 - chunk_weight) * the best
-    # cos over the chunk and its 1- and 2-sentence windows (``rag.index.window_texts``):
+    # cos over the chunk and its 1- and 2-sentence windows (``rag.store.index.window_texts``):
     # e5-small dilutes a one-sentence fact in a 200-token passage; 0.0 = max pooling, a
     # chunk is as good as its best span; 1.0 turns windows off. MRR@10 (hybrid / dense):
-    # shared/eval/dev.jsonl 1.0: 0.565 / 0.504, 0.3: 0.624 / 0.610, 0.0: 0.652 / 0.623
+    # eval/data/dev/dev.jsonl 1.0: 0.565 / 0.504, 0.3: 0.624 / 0.610, 0.0: 0.652 / 0.623
     # (hybrid R@5 0.733 -> 0.867); GermanQuAD dev 1.0: 0.981 / 0.963, 0.3: 0.983 / 0.971,
     # 0.0: 0.986 / 0.973.
     chunk_weight: float = 0.0
     near_duplicate_cosine: float = 0.97
-    # Multi-part questions ("Wie …, und was …?", ``rag.question_parts``): the whole question
+    # Multi-part questions ("Wie …, und was …?", ``rag.retrieve.question_parts``): the whole question
     # and each part are searched, and the rankings interleaved, so every part's best
-    # passage reaches the top. shared/eval/dev.jsonl multi_doc R@5 0.667 -> 1.0 (d12: the
+    # passage reaches the top. eval/data/dev/dev.jsonl multi_doc R@5 0.667 -> 1.0 (d12: the
     # 003 passage ranks 19th for the whole question, 2nd for "Wie ging Trump mit
     # Selenskyj um"); no GermanQuAD question has parts.
     decompose: bool = True
-    # Questions for a designation ("Wie nennt …?", ``rag.answer_types`` "term"): the
+    # Questions for a designation ("Wie nennt …?", ``rag.retrieve.answer_types`` "term"): the
     # candidates whose quoted phrase is closest to the question are interleaved with the
     # fused ranking (this many of them; 0 = off). dev.jsonl d08: the passage quoting
     # „speziellen Militärkampagne“ ranks 20th fused, its phrase first of the corpus' 18

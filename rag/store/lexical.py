@@ -30,8 +30,8 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from rag.analysis import ANALYSIS_VERSION, GermanAnalyzer
 from rag.errors import IndexMismatchError
+from rag.text.analysis import ANALYSIS_VERSION, GermanAnalyzer
 
 STORAGE_VERSION = 1  # bump whenever the tables' layout or encoding changes
 MERGE_FANOUT = 8  # merge a term's segments of one level once this many exist

@@ -24,20 +24,20 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.chunking import chunk_document
-from rag.embeddings import Embedder, EmbedderIdentity, FloatArray
+from rag.embedding.base import Embedder
 from rag.errors import (
     DocumentNotFoundError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
 )
-from rag.lexical import LexicalIndex
-from rag.loaders import Skipped
-from rag.sentences import split_sentences
-from rag.store import SqliteStore, StoredDocument
-from rag.types import Chunk, Document
-from rag.vector_store import FaissVectorStore, IndexKind, choose_kind
+from rag.ingest.chunking import chunk_document
+from rag.ingest.loaders import Skipped
+from rag.store.faiss import FaissVectorStore, IndexKind, choose_kind
+from rag.store.lexical import LexicalIndex
+from rag.store.sqlite import SqliteStore, StoredDocument
+from rag.text.sentences import split_sentences
+from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
 log = logging.getLogger(__name__)
 

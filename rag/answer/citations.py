@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.analysis import GermanAnalyzer, detect_language
-from rag.embeddings import Embedder, FloatArray
-from rag.sentences import split_sentences
-from rag.types import Chunk, Citation, Hit
+from rag.embedding.base import Embedder
+from rag.text.analysis import GermanAnalyzer, detect_language
+from rag.text.sentences import split_sentences
+from rag.types import Chunk, Citation, FloatArray, Hit
 
 __all__ = [
     "CLOSERS",
@@ -302,7 +302,7 @@ class SupportThresholds:
     terms cannot match, so ``score = cosine + cross_lingual_relative_weight *
     (cosine - median) - cross_lingual_offset``; the offset puts it on the same scale.
 
-    ``supported`` means ``score >= min_score``. Defaults: see ``rag.answering``.
+    ``supported`` means ``score >= min_score``. Defaults: see ``rag.answer.answerer``.
     """
 
     min_score: float = 0.75

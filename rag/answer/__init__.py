@@ -1,0 +1,1 @@
+"""From passages to a cited answer: extractive selection, LLM generation, citation checks."""

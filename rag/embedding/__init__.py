@@ -1,0 +1,1 @@
+"""Text to vectors: the Embedder seam, sentence-transformers, offline model resolution, ONNX."""

@@ -1,0 +1,208 @@
+"""Embedding seam: the ``Embedder`` protocol and its sentence-transformers implementation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from rag.embedding import resolve
+from rag.embedding.convert import (
+    DEFAULT_MODEL_NAME,
+)
+from rag.embedding.onnx import ensure_onnx
+from rag.embedding.resolve import cached_sha256, resolve_model
+from rag.errors import ConfigError
+from rag.types import EmbedderIdentity, FloatArray
+
+# --------------------------------------------------------------------------------------
+# sentence-transformers implementation
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+# Prompt names sentence-transformers' encode_document tries, in its own order; a blank
+# entry (it adds ``document: ""`` by default) does not count.
+_PASSAGE_PROMPTS = ("passage", "document", "corpus")
+
+logger = logging.getLogger(__name__)
+
+
+class SentenceTransformerEmbedder:
+    """An ``Embedder`` backed by a sentence-transformers model, loaded on first use.
+
+    ``model`` is a local folder or a model name; see ``resolve_model`` for where names are
+    looked up. Queries and passages get the model's ``query``/``passage`` prompts when it has
+    them (e5: ``query: `` / ``passage: ``) and no prefix otherwise.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL_NAME,
+        *,
+        model_dir: Path = Path("vectors/models"),
+        backend: str = "torch",
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"Unknown embedding backend {backend!r}; use one of {BACKENDS}")
+        self.model_name = model
+        self.model_dir = model_dir
+        self.backend = backend
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._st: Any = None
+        self._tokenizer: Tokenizer | None = None
+        self._identity: EmbedderIdentity | None = None
+        self._query_prompt: str | None = None
+        self._passage_prompt: str | None = None
+        self._onnx_file = Path()
+        self._resolved: tuple[Path, str] | None = None
+        # The API embeds from worker threads; the model must be loaded only once.
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Resolve, load and identify the model now instead of on first use."""
+        with self._lock:
+            if self._st is None:
+                self._load()
+
+    def _resolve(self) -> tuple[Path, str]:
+        # Memoised: resolving may probe the hub, which count_tokens and load both need.
+        if self._resolved is None:
+            resolved, source = resolve_model(self.model_name, self.model_dir)
+            self._resolved = Path(resolved), source
+        return self._resolved
+
+    def _load(self) -> None:
+        path, source = self._resolve()
+        weights_sha256 = resolve.weights_sha256(path, self.model_dir)
+        st = self._open(path, weights_sha256)
+        prompts = {k: v for k, v in dict(st.prompts).items() if v}
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = next((n for n in _PASSAGE_PROMPTS if n in prompts), None)
+        used = {
+            name: prompts[name]
+            for name in (self._query_prompt, self._passage_prompt)
+            if name is not None
+        }
+        if self.backend == "onnx-int8":
+            # int8 vectors differ measurably from fp32 ones (cosine ~0.996): an index built
+            # with one must not silently be queried with the other.
+            weights_sha256 = cached_sha256(self._onnx_file, self.model_dir)
+        self._identity = EmbedderIdentity(
+            name=self.model_name,
+            dimension=_dimension(st),
+            source=f"{source}, backend {self.backend}",
+            weights_sha256=weights_sha256,
+            tokenizer_sha256=resolve.tokenizer_sha256(path, self.model_dir),
+            prompts=used,
+        )
+        self._st = st
+
+    def _open(self, path: Path, weights_sha256: str) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        _silence_mistral_regex_warning()
+
+        kwargs: dict[str, Any] = {}
+        folder = path
+        if self.backend != "torch":
+            folder, file_name = ensure_onnx(
+                path, self.backend, self.model_dir, version=weights_sha256
+            )
+            self._onnx_file = folder / file_name
+            kwargs = {"backend": "onnx", "model_kwargs": {"file_name": file_name}}
+        try:
+            return SentenceTransformer(str(folder), device="cpu", local_files_only=True, **kwargs)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ConfigError(
+                f"Could not load the embedding model from {folder}: {exc}. Delete the folder "
+                "and run `rag models prepare`, or point RAG_EMBEDDING_MODEL to a valid "
+                "sentence-transformers folder."
+            ) from exc
+
+    @property
+    def identity(self) -> EmbedderIdentity:
+        """Name, source, digests, dimension and prompts of the model (loads it)."""
+        self.load()
+        assert self._identity is not None
+        return self._identity
+
+    def embed_queries(self, texts: Sequence[str]) -> FloatArray:
+        """L2-normalised float32 vectors of questions (with the query prompt)."""
+        self.load()
+        return self._encode(texts, self._query_prompt)
+
+    def embed_passages(self, texts: Sequence[str]) -> FloatArray:
+        """L2-normalised float32 vectors of passages (with the passage prompt)."""
+        self.load()
+        return self._encode(texts, self._passage_prompt)
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> FloatArray:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got one str")
+        if not texts:
+            return np.zeros((0, self.identity.dimension), dtype=np.float32)
+        vectors = self._st.encode(
+            list(texts),
+            # prompt="" keeps a model's default prompt (if any) off texts meant to be bare.
+            prompt_name=prompt_name,
+            prompt=None if prompt_name else "",
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        """Model tokens in ``text``, without special tokens or prompt."""
+        if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _load_tokenizer(self) -> Tokenizer:
+        # tokenizer.json alone is enough to count tokens, so the chunker need not wait for
+        # (or load) the whole model.
+        if self._st is None:
+            path = self._resolve()[0] / "tokenizer.json"
+            if path.is_file():
+                tok = Tokenizer.from_file(str(path))
+                tok.no_truncation()
+                tok.no_padding()
+                return tok
+        self.load()
+        backend = getattr(self._st.tokenizer, "backend_tokenizer", None)
+        if not isinstance(backend, Tokenizer):
+            raise ConfigError(f"{self.model_name}: only fast (tokenizers) tokenizers are supported")
+        tok = Tokenizer.from_str(backend.to_str())  # a copy: padding/truncation stay intact
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+
+class _DropMistralRegexWarning(logging.Filter):
+    """transformers 4.57.3+ warns about a Mistral tokenizer regex for any local folder
+    whose config was saved by those versions (e.g. our ONNX mirrors), Mistral or not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fix_mistral_regex" not in record.getMessage()
+
+
+def _silence_mistral_regex_warning() -> None:
+    target = logging.getLogger("transformers.tokenization_utils_base")
+    if not any(isinstance(f, _DropMistralRegexWarning) for f in target.filters):
+        target.addFilter(_DropMistralRegexWarning())
+
+
+def _dimension(st: Any) -> int:
+    getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    dimension = getter()
+    if dimension is None:  # modules that do not declare it: measure once
+        dimension = st.encode(["x"], convert_to_numpy=True).shape[1]
+    return int(dimension)

@@ -1,0 +1,1 @@
+"""From files to chunks: loaders, page-chrome cleaning, sentence-aware chunking."""

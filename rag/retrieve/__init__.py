@@ -1,0 +1,1 @@
+"""From a question to ranked passages: dense and lexical search, fusion, question analysis."""

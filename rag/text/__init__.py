@@ -1,0 +1,1 @@
+"""Language analysis shared by every stage: tokens, folding, stemming, compounds, sentences."""
