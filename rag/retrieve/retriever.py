@@ -40,7 +40,7 @@ class FusionConfig:
     # 0.0: 0.986 / 0.973.
     chunk_weight: float = 0.0
     near_duplicate_cosine: float = 0.97
-    # Multi-part questions ("Wie …, und was …?", ``rag.retrieve.question_parts``): the whole question
+    # Multi-part questions ("Wie …, und was …?", see ``question_parts``): the whole question
     # and each part are searched, and the rankings interleaved, so every part's best
     # passage reaches the top. eval/data/dev/dev.jsonl multi_doc R@5 0.667 -> 1.0 (d12: the
     # 003 passage ranks 19th for the whole question, 2nd for "Wie ging Trump mit
