@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.citations import (
-    CitationStream,
-    MarkerParser,
-    SentenceBank,
-    Statement,
-    check_citations,
-    lexical_overlap,
-    statements_for,
-)
+from rag.answer.markers import CitationStream, MarkerParser, Statement, statements_for
+from rag.answer.support import SentenceBank, check_citations, lexical_overlap
 from rag.testing import FakeEmbedder
 from rag.types import Chunk, Hit
 

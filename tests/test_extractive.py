@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.citations import SentenceBank
 from rag.answer.extractive import (
     compose_extractive,
     expected_answer_type,
@@ -15,6 +14,7 @@ from rag.answer.extractive import (
     select_sentences,
     unmatched_names,
 )
+from rag.answer.support import SentenceBank
 from rag.testing import FakeEmbedder
 from rag.types import Chunk, Hit
 

@@ -7,7 +7,8 @@ condensed question. The steps:
 2. Score every passage sentence against the (standalone) question; if the best is below
    ``min_relevance``: abstain (``low_relevance``) without calling any LLM.
 3. With a chat model: prompt (``rag.answer.prompts``), stream/complete, parse and renumber the
-   markers in code (``rag.answer.citations``), check each citation against its passage. A reply
+   markers in code (``rag.answer.markers``), check each citation against its passage
+   (``rag.answer.support``). A reply
    of ``NOT_IN_SOURCES``, or one with no supported citation, abstains (``unsupported``).
    Without a chat model: quote the best sentences (``rag.answer.extractive``); abstain
    (``unsupported``) when none holds the kind of value asked for or an English question
@@ -39,13 +40,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.answer.citations import (
-    CitationStream,
-    SentenceBank,
-    SupportThresholds,
-    check_citations,
-    statements_for,
-)
 from rag.answer.condense import condense_question
 from rag.answer.extractive import (
     ScoredSentence,
@@ -59,7 +53,9 @@ from rag.answer.extractive import (
     unmatched_names,
 )
 from rag.answer.generation import ChatModel
+from rag.answer.markers import CitationStream, statements_for
 from rag.answer.prompts import NOT_IN_SOURCES, build_messages
+from rag.answer.support import SentenceBank, SupportThresholds, check_citations
 from rag.embedding.base import Embedder
 from rag.retrieve.answer_types import question_focus
 from rag.text.analysis import detect_language

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.answer.citations import CLOSERS as _CLOSERS
-from rag.answer.citations import SentenceBank, content_terms
+from rag.answer.support import CLOSERS as _CLOSERS
+from rag.answer.support import SentenceBank, content_terms
 from rag.embedding.base import Embedder
 from rag.retrieve.answer_types import (
     AnswerType,
