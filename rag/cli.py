@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.config import Settings, get_settings
-from rag.errors import RagError
+from rag.errors import ConfigError, RagError
 from rag.types import Filters
 
 EXIT_OK = 0
@@ -50,6 +50,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         from rag.rebuild import rebuild_index
 
         report = rebuild_index(settings, [Path(p) for p in args.paths])
+    elif args.ray is not None:
+        report = _ingest_on_ray(args, settings)
     else:
         service = _service(settings)
         bar = tqdm(desc="ingest", unit="doc", disable=args.quiet or None)
@@ -76,6 +78,51 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for skipped in report.skipped:
         print(f"  skipped {skipped.path}: {skipped.reason}")
     return EXIT_SKIPPED if report.skipped else EXIT_OK
+
+
+def _ingest_on_ray(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    from rag.embedding.resolve import resolve_model
+    from rag.ray_ingest import RayOptions, ingest_on_ray
+    from rag.store.index import Progress
+
+    options = RayOptions(
+        address=args.ray or None,
+        actors=args.ray_actors,
+        batch_docs=args.ray_batch,
+        local_cpus=args.ray_cpus,
+        quiet=args.quiet,
+    )
+    folder = Path(resolve_model(settings.embedding_model, settings.model_dir)[0])
+    if not folder.is_dir():
+        raise ConfigError(
+            f"Ray workers load the model from a folder, and {settings.embedding_model!r} is not "
+            "one here: run `rag models prepare` or set RAG_EMBEDDING_MODEL to a model folder"
+        )
+    service = _service(settings)
+    bar = tqdm(desc="ingest (ray)", unit="doc", disable=args.quiet or None)
+
+    def on_progress(p: Progress) -> None:
+        bar.update(p.documents - bar.n)
+        bar.set_postfix(chunks=p.chunks, generation=p.generation)
+
+    try:
+        report, throughput = ingest_on_ray(
+            service.index,
+            [Path(p) for p in args.paths],
+            options,
+            model_path=folder,
+            model_dir=settings.model_dir,
+            backend=settings.embedding_backend,
+            prune=args.prune,
+            on_progress=on_progress,
+        )
+    finally:
+        bar.close()
+        service.close()
+    print(throughput.summary())
+    return report
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,7 +248,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             ingest = argparse.Namespace(
-                paths=args.ingest, prune=True, rebuild=False, quiet=False, log_commits=False
+                paths=args.ingest,
+                prune=True,
+                rebuild=False,
+                quiet=False,
+                log_commits=False,
+                ray=None,
             )
             cmd_ingest(ingest, settings)
     # An import string, so rag/ does not import api/ (the API layer depends on us).
@@ -239,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="build a fresh index (e.g. after a model change)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="load, chunk and embed on Ray (a local one without ADDRESS; put it after PATHS)",
+    )
+    p.add_argument("--ray-actors", type=int, default=1, help="embedding actors (one model each)")
+    p.add_argument("--ray-batch", type=int, default=16, help="documents per embedding batch")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default all)")
     p.add_argument("--log-commits", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ingest)
 

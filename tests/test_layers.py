@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "config": 7,
     "service": 7,
     "rebuild": 7,
+    "ray_ingest": 7,
     "evaluation": 8,
     "tuning": 8,
     "testing": 8,

@@ -30,7 +30,9 @@ __all__ = [
     "document_from_text",
     "documents_from_upload",
     "iter_documents",
+    "list_files",
     "load_documents",
+    "load_file",
 ]
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
@@ -84,6 +86,16 @@ def iter_documents(paths: Sequence[Path]) -> Iterator[Document | Skipped]:
                     else:
                         seen[item.doc_id] = location
                 yield item
+
+
+def list_files(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """The files ``iter_documents`` reads, in its order, each with whether it was named."""
+    return [item for path in paths for item in _expand(Path(path))]
+
+
+def load_file(path: Path, explicit: bool) -> list[Document | Skipped]:
+    """One file's documents and skips (no check for ids seen in other files)."""
+    return [item for _, item in _load_file(path, explicit)]
 
 
 def _expand(path: Path) -> Iterator[tuple[Path, bool]]:

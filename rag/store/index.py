@@ -157,6 +157,40 @@ def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]
     ]
 
 
+def embed_chunks(
+    embedder: Embedder, chunks: Sequence[Chunk]
+) -> tuple[list[FloatArray], list[FloatArray]]:
+    """Each chunk's vector and its windows' vectors (one array per chunk, possibly empty).
+
+    The one place chunks are embedded: ``Index.ingest`` and the Ray bulk ingest both call it,
+    so the two paths store identical vectors.
+    """
+    texts = [embedding_text(c) for c in chunks]
+    wins = [window_texts(c) for c in chunks]
+    # One call: the embedder batches chunks and windows together.
+    vecs = embedder.embed_passages(texts + [t for w in wins for t in w])
+    windows: list[FloatArray] = []
+    at = len(chunks)
+    for win in wins:
+        windows.append(vecs[at : at + len(win)])
+        at += len(win)
+    return list(vecs[: len(chunks)]), windows
+
+
+@dataclass(frozen=True)
+class EmbeddedDocument:
+    """A document chunked and embedded elsewhere (e.g. on Ray), ready for ``Index.ingest``.
+
+    ``vectors[i]`` and ``windows[i]`` are what ``embed_chunks`` returns for ``chunks[i]``;
+    the Index writes them as they are (it checks only the vector dimension).
+    """
+
+    document: Document
+    chunks: tuple[Chunk, ...]
+    vectors: tuple[FloatArray, ...]
+    windows: tuple[FloatArray, ...]
+
+
 class Index:
     """Open (or create) the index in ``directory`` for use with ``embedder``."""
 
@@ -303,7 +337,7 @@ class Index:
 
     def ingest(
         self,
-        items: Iterable[Document | Skipped],
+        items: Iterable[Document | EmbeddedDocument | Skipped],
         *,
         batch_docs: int = 32,
         prune: bool = False,
@@ -324,18 +358,19 @@ class Index:
             # over a few files, leaves old vectors that must not be reused next time either.
             self._reuse_vectors = self.store.get_meta("processing_version") == PROCESSING_VERSION
             seen: set[str] = set()
-            batch: list[Document] = []
+            batch: list[Document | EmbeddedDocument] = []
             done_docs = 0
             for item in items:
                 if isinstance(item, Skipped):
                     report.skipped.append(item)
                     continue
-                if item.doc_id in seen:
+                doc = item.document if isinstance(item, EmbeddedDocument) else item
+                if doc.doc_id in seen:
                     report.skipped.append(
-                        Skipped(item.path or item.doc_id, f"duplicate document id {item.doc_id!r}")
+                        Skipped(doc.path or doc.doc_id, f"duplicate document id {doc.doc_id!r}")
                     )
                     continue
-                seen.add(item.doc_id)
+                seen.add(doc.doc_id)
                 batch.append(item)
                 if len(batch) >= batch_docs:
                     done_docs += self._ingest_batch(batch, report, on_progress, done_docs)
@@ -363,11 +398,13 @@ class Index:
 
     def _ingest_batch(
         self,
-        docs: list[Document],
+        items: list[Document | EmbeddedDocument],
         report: IngestReport,
         on_progress: Callable[[Progress], None] | None,
         done_before: int,
     ) -> int:
+        embedded = {i.document.doc_id: i for i in items if isinstance(i, EmbeddedDocument)}
+        docs = [i.document if isinstance(i, EmbeddedDocument) else i for i in items]
         hashes = {d.doc_id: content_hash(d) for d in docs}
         todo: list[tuple[Document, bool]] = []
         for doc in docs:
@@ -379,30 +416,31 @@ class Index:
         if not todo:
             return len(docs)
         chunks_by_doc = {
-            doc.doc_id: chunk_document(doc, self.embedder.count_tokens, max_tokens=self.max_tokens)
+            doc.doc_id: list(embedded[doc.doc_id].chunks)
+            if doc.doc_id in embedded
+            else chunk_document(doc, self.embedder.count_tokens, max_tokens=self.max_tokens)
             for doc, _ in todo
         }
         all_chunks = [c for cs in chunks_by_doc.values() for c in cs]
+        known, windows = self._given_vectors(
+            [embedded[d.doc_id] for d, _ in todo if d.doc_id in embedded]
+        )
         # A changed document often keeps most paragraphs: reuse their stored vectors (not
         # across a PROCESSING_VERSION change: the same chunk text may now have other windows).
-        known: dict[int, FloatArray] = {}
-        windows: dict[int, FloatArray] = {}
         if self._reuse_vectors:
-            known = self.store.embeddings_for([c.chunk_id for c in all_chunks])
-            windows = self.store.windows_for(list(known), self.embedder.identity.dimension)
+            wanted = [c.chunk_id for c in all_chunks if c.chunk_id not in known]
+            stored = self.store.embeddings_for(wanted)
+            known.update(stored)
+            windows.update(self.store.windows_for(list(stored), self.embedder.identity.dimension))
         fresh = [c for c in all_chunks if c.chunk_id not in known]
         if fresh:
-            texts = [embedding_text(c) for c in fresh]
-            wins = [window_texts(c) for c in fresh]
-            # One call: the embedder batches chunks and windows together.
-            new_vecs = self.embedder.embed_passages(texts + [t for w in wins for t in w])
-            known.update(zip((c.chunk_id for c in fresh), new_vecs[: len(fresh)], strict=True))
-            at = len(fresh)
-            for chunk, win in zip(fresh, wins, strict=True):
-                windows[chunk.chunk_id] = new_vecs[at : at + len(win)]
-                at += len(win)
-        report.chunks_embedded += len(fresh)
-        report.chunks_reused += len(all_chunks) - len(fresh)
+            new_vecs, new_wins = embed_chunks(self.embedder, fresh)
+            for chunk, vec, win in zip(fresh, new_vecs, new_wins, strict=True):
+                known[chunk.chunk_id] = vec
+                windows[chunk.chunk_id] = win
+        given = sum(len(embedded[d.doc_id].chunks) for d, _ in todo if d.doc_id in embedded)
+        report.chunks_embedded += len(fresh) + given
+        report.chunks_reused += len(all_chunks) - len(fresh) - given
         report.chunks_total += len(all_chunks)
 
         removed: list[int] = []
@@ -446,6 +484,24 @@ class Index:
                 )
             )
         return len(docs)
+
+    def _given_vectors(
+        self, items: Sequence[EmbeddedDocument]
+    ) -> tuple[dict[int, FloatArray], dict[int, FloatArray]]:
+        """Vectors and windows of documents embedded elsewhere, checked for the dimension."""
+        known: dict[int, FloatArray] = {}
+        windows: dict[int, FloatArray] = {}
+        dim = self.embedder.identity.dimension
+        for item in items:
+            for chunk, vec, win in zip(item.chunks, item.vectors, item.windows, strict=True):
+                if vec.shape != (dim,) or (len(win) and win.shape[1] != dim):
+                    raise IndexMismatchError(
+                        f"{item.document.doc_id}: vectors of dimension {vec.shape[-1]} given "
+                        f"for an index of dimension {dim}; embed with the index's model"
+                    )
+                known[chunk.chunk_id] = vec
+                windows[chunk.chunk_id] = win
+        return known, windows
 
     def delete(self, doc_ids: Sequence[str], *, lock_timeout: float | None = None) -> None:
         """Delete documents; raises DocumentNotFoundError for an unknown id (nothing deleted)."""
