@@ -3,6 +3,11 @@
 Each annotation's ``start_index``/``end_index`` select the marker in the content
 (``content[start:end] == "[n]"``) and its ``url`` opens the cited paragraph on this server.
 A markdown source list is appended for frontends that ignore annotations.
+
+Streams also carry one chunk per citation with no choices and an extra ``event`` field
+(``{"type": "source", "data": {...}}``): Open WebUI emits such events as they come and shows
+each as a source chip whose pop-up holds the quote, under the document's title. Other
+clients ignore the field (the official ``openai`` client keeps it in ``model_extra``).
 """
 
 from __future__ import annotations
@@ -33,8 +38,14 @@ Link = Callable[[int, int | None, int | None], str]
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _HEADINGS = {"de": "Quellen", "en": "Sources"}
 _QUOTES = {"de": ("„", "“"), "en": ("“", "”")}
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
+# Markdown and math delimiters, written as character references: a backslash escape
+# (\\[1\\]) is what Open WebUI's math renderer reads as display math.
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|$~]")
 _QUOTE_CHARS = 200
+_NOTES = {
+    "de": "_Die Nachricht hat {total} Zeichen; gesucht wurde mit {kept} davon (Anfang und Ende)._",
+    "en": "_The message has {total} characters; the search used {kept} of them (start and end)._",
+}
 
 
 def annotations_for(text: str, citations: Sequence[Citation], link: Link) -> list[Annotation]:
@@ -60,7 +71,7 @@ def annotations_for(text: str, citations: Sequence[Citation], link: Link) -> lis
 
 
 def _md(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return _MD_SPECIAL.sub(lambda m: f"&#{ord(m.group(0))};", " ".join(text.split()))
 
 
 def sources_section(citations: Sequence[Citation], language: str, link: Link) -> str:
@@ -80,7 +91,7 @@ def sources_section(citations: Sequence[Citation], language: str, link: Link) ->
         if len(quote) > _QUOTE_CHARS:
             quote = quote[: _QUOTE_CHARS - 1].rstrip() + "…"
         title = _md(c.title or c.doc_id)
-        line = f"- \\[{c.number}\\] [{title}]({link(c.chunk_id, c.start, c.end)})"
+        line = f"- [{c.number}] [{title}]({link(c.chunk_id, c.start, c.end)})"
         if meta:
             line += f" ({_md(meta)})"
         if quote:
@@ -90,11 +101,51 @@ def sources_section(citations: Sequence[Citation], language: str, link: Link) ->
 
 
 _SOURCES_TAIL = re.compile(r"\n\n\*\*(?:Quellen|Sources):\*\*\n.*\Z", re.DOTALL)
+_NOTE_TAIL = re.compile(
+    "\n\n(?:" + "|".join(re.escape(n.split("{")[0]) for n in _NOTES.values()) + ").*\\Z",
+    re.DOTALL,
+)
 
 
 def strip_sources(content: str) -> str:
-    """Remove a source list we appended earlier from an assistant turn sent back as history."""
-    return _SOURCES_TAIL.sub("", content)
+    """Remove the source list and note we appended from an assistant turn sent back as history."""
+    return _SOURCES_TAIL.sub("", _NOTE_TAIL.sub("", content))
+
+
+def retrieval_question(question: str, limit: int) -> str:
+    """The question cut to ``limit`` characters: its start and its end, at word boundaries.
+
+    A pasted text usually has the ask before or after it, so both ends are kept.
+    """
+    if len(question) <= limit:
+        return question
+    half = max(1, (limit - 3) // 2)
+    head = question[:half].rsplit(None, 1)[0] if " " in question[:half] else question[:half]
+    tail = question[-half:].split(None, 1)[-1] if " " in question[-half:] else question[-half:]
+    return f"{head} … {tail}"
+
+
+def cut_note(question: str, used: str, language: str) -> str:
+    """The line appended to a reply whose question was cut for retrieval ("" when it was not)."""
+    if used == question:
+        return ""
+    template = _NOTES.get(language, _NOTES["en"])
+    return "\n\n" + template.format(total=len(question), kept=len(used))
+
+
+def source_event(citation: Citation, link: Link) -> dict[str, object]:
+    """Open WebUI's source event for one citation: the chip's pop-up shows the quote."""
+    url = link(citation.chunk_id, citation.start, citation.end)
+    title = citation.title or citation.doc_id
+    return {
+        "type": "source",
+        "data": {
+            "source": {"id": url, "name": title, "url": url},
+            "document": [" ".join(citation.quote.split())],
+            # ``external`` keeps the title as the chip's name instead of the URL.
+            "metadata": [{"source": url, "name": title, "external": True}],
+        },
+    }
 
 
 def split_conversation(messages: Sequence[ChatMessageIn]) -> tuple[str, list[Turn]]:
@@ -128,9 +179,10 @@ def completion(
     link: Link,
     usage: Usage,
     created: int | None = None,
+    note: str = "",
 ) -> ChatCompletion:
-    """A non-streamed chat completion for an answer."""
-    content = text + sources_section(citations, language, link)
+    """A non-streamed chat completion for an answer (``note`` goes after the sources)."""
+    content = text + sources_section(citations, language, link) + note
     message = ChatMessageOut(content=content, annotations=annotations_for(text, citations, link))
     return ChatCompletion(
         id=completion_id,
@@ -175,6 +227,23 @@ class ChunkWriter:
 
     def delta(self, text: str, annotations: list[Annotation] | None = None) -> str:
         return self._chunk([ChunkChoice(delta=Delta(content=text, annotations=annotations))])
+
+    def sources(self, citations: Sequence[Citation], link: Link) -> Iterable[str]:
+        """One choice-less chunk per cited source, in number order, with Open WebUI's event."""
+        seen: set[int] = set()
+        for citation in sorted(citations, key=lambda c: c.number):
+            if citation.number in seen:
+                continue
+            seen.add(citation.number)
+            payload = {
+                "id": self.completion_id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "event": source_event(citation, link),
+            }
+            yield f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
     def finish(self, usage: Usage) -> Iterable[str]:
         yield self._chunk([ChunkChoice(delta=Delta(), finish_reason="stop")])

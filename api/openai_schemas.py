@@ -7,7 +7,7 @@ refusing them would break those clients.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -42,6 +42,11 @@ class StreamOptions(LenientModel):
     include_usage: StrictBool = False
 
 
+class ResponseFormat(LenientModel):
+    type: str = Field("text", description="`json_object` or `json_schema` mark a task reply.")
+    json_schema: dict[str, Any] | None = None
+
+
 class ChatCompletionRequest(LenientModel):
     """``POST /v1/chat/completions``: the last user message is the question."""
 
@@ -50,6 +55,7 @@ class ChatCompletionRequest(LenientModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt | None = Field(None, ge=1, le=1, description="Only one choice is produced.")
+    response_format: ResponseFormat | None = None
     # Extensions (ignored by OpenAI, honoured here).
     top_k: TopK | None = None
     filters: FiltersIn | None = None

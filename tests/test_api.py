@@ -365,7 +365,12 @@ def test_llm_answer_streams_and_llm_failures_map_to_502(
         pieces = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
         content = "".join(p for p in pieces if p)
         assert len([p for p in pieces if p]) > 2, "the answer should arrive in pieces"
-        annotations = [a for c in chunks for a in c["choices"][0]["delta"].get("annotations", [])]
+        annotations = [
+            a
+            for c in chunks
+            if c["choices"]
+            for a in c["choices"][0]["delta"].get("annotations", [])
+        ]
         assert annotations and content.startswith(sentence)
         for a in annotations:
             span = a["url_citation"]

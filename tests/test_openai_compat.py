@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ from api.openai_compat import (
     ChunkWriter,
     annotations_for,
     completion,
+    cut_note,
+    retrieval_question,
     sources_section,
     split_conversation,
     strip_sources,
@@ -74,13 +77,55 @@ def test_sources_section_language_escaping_and_round_trip() -> None:
     german = sources_section(cites, "de", _link)
     english = sources_section(cites, "en", _link)
     assert german.startswith("\n\n**Quellen:**\n") and english.startswith("\n\n**Sources:**\n")
-    assert "Zweiter \\[Teil\\]" in german  # brackets in titles cannot form markdown links
+    # Brackets in titles cannot form markdown links, and no backslash escape (\\[) reaches
+    # a renderer that reads it as math; markers are plain [n] (a literal in markdown).
+    assert "Zweiter &#91;Teil&#93;" in german and "\\" not in german
+    assert "\n- [1] [Titel](" in german and "\n- [2] [Zweiter" in german
     assert _link(222, 20, 20 + len("Zitat")) in german
     assert "„Zitat“" in german and "“Zitat”" in english
     assert len(german.splitlines()[-1]) < 400  # long quotes are cut
     assert sources_section((), "de", _link) == ""
     answer = "Antwort [1]."
     assert strip_sources(answer + german) == answer
+
+
+def test_sources_section_renders_markers_as_text_in_commonmark() -> None:
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render("Antwort [1]." + sources_section(CITES, "de", _link))
+    assert "<li>[1] <a href=" in html and "<li>[2] <a href=" in html
+    assert ">Zweiter [Teil]</a>" in html  # the character references come out as brackets
+    assert "\\[" not in html
+
+
+def test_source_chunks_carry_open_webui_events_in_number_order() -> None:
+    writer = ChunkWriter("chatcmpl-z", "rag-corpus")
+    lines = list(writer.sources([CITES[1], CITES[0], CITES[1]], _link))
+    assert len(lines) == 2
+    chunks = [OpenAIChunk.model_validate(json.loads(line[6:])) for line in lines]
+    events = [(c.model_extra or {})["event"] for c in chunks]
+    assert all(c.choices == [] and c.id == "chatcmpl-z" for c in chunks)
+    for event, cited in zip(events, CITES, strict=True):
+        url = _link(cited.chunk_id, cited.start, cited.end)
+        assert event["type"] == "source"
+        assert event["data"]["document"] == [cited.quote]
+        assert event["data"]["metadata"] == [{"source": url, "name": cited.title, "external": True}]
+        # The annotation of the same citation has the same URL, so the client merges them.
+        assert annotations_for("[1][2]", CITES, _link)[cited.number - 1].url_citation.url == url
+
+
+def test_long_questions_are_cut_for_retrieval_with_a_note() -> None:
+    question = "Anfang der Frage " + "mittlerer Text " * 400 + "und zum Schluss: Wer sprach?"
+    used = retrieval_question(question, 2000)
+    assert len(used) <= 2000
+    assert used.startswith("Anfang der Frage") and used.endswith("Wer sprach?")
+    assert retrieval_question("kurz?", 2000) == "kurz?"
+    note = cut_note(question, used, "de")
+    assert str(len(question)) in note and str(len(used)) in note
+    assert cut_note("kurz?", "kurz?", "en") == ""
+    answer = "Antwort [1]."
+    assert strip_sources(answer + sources_section(CITES, "de", _link) + note) == answer
+    assert strip_sources(answer + cut_note(question, used, "en")) == answer
 
 
 def test_split_conversation_uses_last_user_message_and_cleans_history() -> None:
@@ -231,3 +276,138 @@ def test_marker_regex_matches_what_the_citation_renderer_emits() -> None:
         "[3, 4]",
     ]
     assert not re.search(MARKER, "[]")
+
+
+# ---------------------------------------------------------------------------------------
+# Chat frontends' background tasks, long messages and Open WebUI's source events, live
+
+TRANSCRIPT = (
+    f"<chat_history>\nUSER: {QUESTION}\nASSISTANT: Über den Nahen Osten [1].\n</chat_history>"
+)
+TASKS = {
+    # Open WebUI's layout: a task, the JSON object to return, the quoted chat history.
+    '### Task:\nGenerate a concise title.\n### Output:\nJSON format: { "title": "a title" }': {
+        "title": "Worüber sprachen Trump und Putin"
+    },
+    'Generate 1-3 tags.\nJSON format: { "tags": ["tag1", "tag2"] }': {"tags": []},
+    'Suggest follow-ups.\nJSON format: { "follow_ups": ["Question?"] }': {"follow_ups": []},
+}
+
+
+def _raw_stream(base: str, body: dict[str, object]) -> tuple[list[dict[str, object]], list[str]]:
+    """The chunks of a streamed completion and its raw ``data:`` lines."""
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(line[6:]) for line in lines if line != "data: [DONE]"]
+    return chunks, lines
+
+
+@pytest.mark.slow
+def test_background_tasks_get_their_json_shapes_without_retrieval(api_live_url: str) -> None:
+    client = OpenAI(base_url=f"{api_live_url}/v1", api_key="unused")
+    for instruction, expected in TASKS.items():
+        result = client.chat.completions.create(
+            model="rag-corpus",
+            messages=[{"role": "user", "content": f"{instruction}\n{TRANSCRIPT}"}],
+        )
+        message = result.choices[0].message
+        assert json.loads(message.content or "") == expected
+        assert not message.annotations
+    # A plain-text title request over a labelled transcript, streamed.
+    prompt = f"Give this conversation a short title.\n\nUser: {QUESTION}\nAI: Über Energie [1]."
+    chunks, lines = _raw_stream(
+        api_live_url, {"messages": [{"role": "user", "content": prompt}], "stream": True}
+    )
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])  # type: ignore[index]
+    assert text == "Worüber sprachen Trump und Putin" and lines[-1] == "data: [DONE]"
+    # response_format asks for JSON: the object, never a corpus answer.
+    result = client.chat.completions.create(
+        model="rag-corpus",
+        messages=[{"role": "user", "content": QUESTION}],
+        response_format={"type": "json_object"},
+    )
+    assert json.loads(result.choices[0].message.content or "") == {}
+
+
+@pytest.mark.slow
+def test_long_pasted_message_is_answered_with_a_note(api_live_url: str) -> None:
+    pasted = "Dies ist ein eingefügter Absatz ohne Bezug zur Frage. " * 100
+    message = f"{QUESTION}\n\n{pasted}"
+    assert len(message) > 5000
+    client = OpenAI(base_url=f"{api_live_url}/v1", api_key="unused")
+    result = client.chat.completions.create(
+        model="rag-corpus", messages=[{"role": "user", "content": message}]
+    )
+    content = result.choices[0].message.content or ""
+    assert "**Quellen:**" in content and f"{len(message.strip())} Zeichen" in content
+    annotations = [a.model_dump() for a in result.choices[0].message.annotations or []]
+    _check_annotations(content, annotations, api_live_url)
+
+
+@pytest.mark.slow
+def test_stream_sends_source_events_before_annotations_and_ends_with_done(
+    api_live_url: str,
+) -> None:
+    body = {"messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    chunks, lines = _raw_stream(api_live_url, body)
+    assert lines[-1] == "data: [DONE]"
+    events = [c["event"] for c in chunks if "event" in c]
+    assert events and all(e["type"] == "source" for e in events)  # type: ignore[index]
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])  # type: ignore[index]
+    quotes = [e["data"]["document"][0] for e in events]  # type: ignore[index]
+    for quote in quotes:
+        assert quote and quote[:40] in " ".join(content.split())  # the list quotes it too
+    annotated = [
+        i
+        for i, c in enumerate(chunks)
+        if c["choices"] and c["choices"][0]["delta"].get("annotations")
+    ]  # type: ignore[index]
+    first_event = next(i for i, c in enumerate(chunks) if "event" in c)
+    assert annotated and first_event < annotated[0]
+    urls = {e["data"]["metadata"][0]["source"] for e in events}  # type: ignore[index]
+    annotations = chunks[annotated[0]]["choices"][0]["delta"]["annotations"]  # type: ignore[index]
+    assert {a["url_citation"]["url"] for a in annotations} <= urls
+    _check_annotations(content, annotations, api_live_url)
+
+
+@pytest.mark.slow
+def test_models_list_only_the_chat_model(api_live_url: str) -> None:
+    client = OpenAI(base_url=f"{api_live_url}/v1", api_key="unused")
+    assert [m.id for m in client.models.list()] == ["rag-corpus"]
+    card = httpx.get(f"{api_live_url}/v1/models/rag-corpus").json()
+    assert card["id"] == "rag-corpus"
+
+
+@pytest.mark.slow
+def test_tasks_go_to_the_llm_unchanged(
+    serve_api: Any, scripted_llm: Any, tmp_path: Any, api_corpus: list[Any], api_settings: Any
+) -> None:
+    from llm_servers import Reply
+
+    from api.main import create_app
+    from rag.answer.generation import LiteLLMChatModel
+    from rag.service import RagService
+    from rag.testing import FakeEmbedder
+
+    chat = LiteLLMChatModel("openai/scripted", api_base=scripted_llm.url, retries=0, timeout_s=20)
+    service = RagService(tmp_path, FakeEmbedder(), chat).open()
+    service.add_documents(api_corpus[:1])
+    searched: list[str] = []
+    search = service.search
+    service.search = lambda query, **kw: searched.append(query) or search(query, **kw)  # type: ignore[method-assign]
+    scripted_llm.script("scripted", Reply(text='{ "title": "Trump und Putin" }'))
+    messages = [
+        {"role": "system", "content": "Du bist knapp."},
+        {"role": "user", "content": f"{next(iter(TASKS))}\n{TRANSCRIPT}"},
+    ]
+    with serve_api(create_app(service, api_settings())) as base:
+        client = OpenAI(base_url=f"{base}/v1", api_key="unused")
+        result = client.chat.completions.create(model="rag-corpus", messages=messages)  # type: ignore[arg-type]
+    service.close()
+    assert result.choices[0].message.content == '{ "title": "Trump und Putin" }'
+    (sent,) = scripted_llm.requests_for("scripted")
+    assert [(m["role"], m["content"]) for m in sent["messages"]] == [
+        (m["role"], m["content"]) for m in messages
+    ]
+    assert searched == []
