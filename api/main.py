@@ -19,7 +19,13 @@ from api.deps import Runtime
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import ask, documents, health, openai, passages, web
-from api.security import AccessMiddleware, BodyLimitMiddleware, PassageSigner, RateLimiter
+from api.security import (
+    AccessMiddleware,
+    BodyLimitMiddleware,
+    PassageSigner,
+    RateLimiter,
+    rate_policy,
+)
 from rag.config import Settings, get_settings
 from rag.service import RagService
 
@@ -92,10 +98,14 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
 
     # Added innermost first: CORS wraps everything, so even 401/413/429 carry its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    limiter = (
-        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    per_minute, limit_loopback = rate_policy(settings.rate_limit_per_minute, bool(keys))
+    app.add_middleware(
+        AccessMiddleware,
+        keys=keys,
+        limiter=RateLimiter(per_minute) if per_minute else None,
+        signer=runtime.signer,
+        limit_loopback=limit_loopback,
     )
-    app.add_middleware(AccessMiddleware, keys=keys, limiter=limiter, signer=runtime.signer)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     if settings.cors_origins:
         app.add_middleware(

@@ -102,6 +102,19 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
 
 
+# The limit when none is set: a person in a chat frontend sends a few requests a minute, so
+# 120 only stops floods; scripts on the server's own machine are not limited unless keys are set.
+DEFAULT_RATE_LIMIT = 120
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def rate_policy(per_minute: int | None, has_keys: bool) -> tuple[int, bool]:
+    """(requests per minute, whether loopback clients count too) for a configured limit."""
+    if per_minute is None:
+        return DEFAULT_RATE_LIMIT, has_keys
+    return per_minute, True
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -199,10 +212,12 @@ class AccessMiddleware:
         keys: Sequence[str],
         limiter: RateLimiter | None,
         signer: PassageSigner,
+        limit_loopback: bool = True,
     ) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
         self.limiter = limiter
+        self.limit_loopback = limit_loopback
         self.signer = signer
 
     def _key_ok(self, token: str | None) -> bool:
@@ -231,18 +246,20 @@ class AccessMiddleware:
                 response = error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
-        if self.limiter is not None:
+        host = str((scope.get("client") or ("unknown", 0))[0])
+        if self.limiter is not None and (self.limit_loopback or not host.startswith(_LOOPBACK)):
             if token is not None and self.keys:
                 client = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
             else:
-                client = "ip:" + (scope.get("client") or ("unknown", 0))[0]
+                client = "ip:" + host
             wait = self.limiter.hit(client)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 response = error_response(
                     429,
                     f"rate limit of {int(self.limiter.capacity)} requests per minute exceeded; "
-                    f"retry in {retry} s",
+                    f"retry in {retry} s (the server's RAG_RATE_LIMIT_PER_MINUTE sets the "
+                    "limit, 0 turns it off)",
                     headers={"Retry-After": str(retry)},
                 )
                 await response(scope, receive, send)

@@ -98,8 +98,13 @@ class Settings(BaseSettings):
         5_000_000, ge=1024, description="Largest request body (uploads included)."
     )
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
-    rate_limit_per_minute: int = Field(
-        120, ge=0, description="Requests per minute per key (or client); 0 = unlimited."
+    rate_limit_per_minute: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Requests per minute per key (or client); 0 = unlimited; unset = 120 for clients "
+            "on other machines and, once `RAG_API_KEYS` is set, for every client."
+        ),
     )
 
     @field_validator("llm_fallback_models", "api_keys", "cors_origins", mode="before")

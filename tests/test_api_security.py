@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.errors import rag_error_status, scrub_paths, validation_message
 from api.main import create_app
-from api.security import PassageSigner, RateLimiter
+from api.security import DEFAULT_RATE_LIMIT, PassageSigner, RateLimiter, rate_policy
 from rag.errors import (
     ConfigError,
     DocumentNotFoundError,
@@ -319,6 +319,33 @@ def test_rate_limit_per_key_with_retry_after(client_for: Any, api_fake_service: 
         assert int(limited.headers["Retry-After"]) >= 1 and "2 requests" in error["message"]
         assert client.get("/v1/models", headers=second).status_code == 200
         assert client.get("/healthz").status_code == 200  # probes are never limited
+
+
+def test_default_rate_limit_spares_local_scripts_but_not_other_machines(
+    serve_api: Any, api_fake_service: Any, api_settings: Any, client_for: Any
+) -> None:
+    assert rate_policy(None, has_keys=False) == (DEFAULT_RATE_LIMIT, False)
+    assert rate_policy(None, has_keys=True) == (DEFAULT_RATE_LIMIT, True)
+    assert rate_policy(0, has_keys=True) == (0, True)
+    # A script over loopback (real uvicorn): more requests than the limit, none refused.
+    app = create_app(api_fake_service, api_settings(rate_limit_per_minute=None))
+    with serve_api(app) as base, httpx.Client(base_url=base) as http:
+        statuses = {http.get("/v1/models").status_code for _ in range(DEFAULT_RATE_LIMIT + 5)}
+    assert statuses == {200}
+    # TestClient's peer is "testclient", i.e. not this machine: limited, and told how to change it.
+    with client_for(api_fake_service, rate_limit_per_minute=None) as client:
+        # The bucket refills 2 tokens a second while the loop runs: a few more may pass.
+        codes = [client.get("/v1/models").status_code for _ in range(DEFAULT_RATE_LIMIT + 30)]
+        assert 429 in codes and codes.index(429) >= DEFAULT_RATE_LIMIT
+        assert "RAG_RATE_LIMIT_PER_MINUTE" in _error(client.get("/v1/models"), 429)["message"]
+    # With API keys every client counts, loopback included.
+    app = create_app(api_fake_service, api_settings(rate_limit_per_minute=None, api_keys=["k"]))
+    with serve_api(app) as base, httpx.Client(base_url=base) as http:
+        auth = {"Authorization": "Bearer k"}
+        codes = [
+            http.get("/v1/models", headers=auth).status_code for _ in range(DEFAULT_RATE_LIMIT + 30)
+        ]
+    assert 429 in codes and codes.index(429) >= DEFAULT_RATE_LIMIT
 
 
 def test_rate_limiter_refills() -> None:
