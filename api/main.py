@@ -75,6 +75,7 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
             # Load in the background: /healthz answers at once, /readyz says 503 until done.
             tasks.start_soon(runtime.load)
             yield
+        runtime.metrics.close()
         if runtime.owns_service:
             await anyio.to_thread.run_sync(runtime.service.close)
 
@@ -102,7 +103,7 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
     app.add_middleware(
         AccessMiddleware,
         keys=keys,
-        limiter=RateLimiter(per_minute) if per_minute else None,
+        limiter=RateLimiter(per_minute, workers=settings.workers) if per_minute else None,
         signer=runtime.signer,
         limit_loopback=limit_loopback,
     )

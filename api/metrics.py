@@ -1,11 +1,25 @@
-"""Prometheus metrics of one app, in its own registry (apps in one process don't collide)."""
+"""Prometheus metrics of one app, in its own registry (apps in one process don't collide).
+
+Under ``rag serve --workers N`` every worker is its own process: the CLI sets
+``PROMETHEUS_MULTIPROC_DIR``, prometheus_client then keeps each worker's values in files
+there, and ``/metrics`` (whichever worker answers) adds up every worker's counters and
+histograms; gauges give the maximum over live workers (``rag_ready`` the minimum).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +33,8 @@ class Metrics:
     """Request, pipeline and index metrics, rendered by ``GET /metrics``."""
 
     def __init__(self) -> None:
+        # prometheus_client's own variable: it decides at import where values live.
+        self.shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "rag_http_requests",
@@ -49,14 +65,29 @@ class Metrics:
             "rag_abstentions", "Questions answered with an abstention.", registry=self.registry
         )
         self.documents = Gauge(
-            "rag_index_documents", "Documents in the index.", registry=self.registry
+            "rag_index_documents",
+            "Documents in the index.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
-        self.chunks = Gauge("rag_index_chunks", "Passages in the index.", registry=self.registry)
+        self.chunks = Gauge(
+            "rag_index_chunks",
+            "Passages in the index.",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.index_bytes = Gauge(
-            "rag_index_bytes", "Size of the index files.", ["file"], registry=self.registry
+            "rag_index_bytes",
+            "Size of the index files.",
+            ["file"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.ready = Gauge(
-            "rag_ready", "1 once the index and models are loaded.", registry=self.registry
+            "rag_ready",
+            "1 once the index and models are loaded.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
     def observe_timings(self, timings_ms: dict[str, float], *, abstained: bool = False) -> None:
@@ -74,7 +105,16 @@ class Metrics:
         self.index_bytes.labels("faiss").set(stats.faiss_bytes)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def close(self) -> None:
+        """A worker that stops takes its gauges out of the merged view."""
+        if self.shared_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
 
 
 def _route_label(scope: Scope) -> str:

@@ -122,17 +122,25 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token bucket per client: ``per_minute`` requests, refilled continuously."""
+    """Token bucket per client: ``per_minute`` requests, refilled continuously.
+
+    With ``workers`` API processes each holds ``1/workers`` of the bucket and its refill, so
+    all together allow ``per_minute`` (at least one burst request per worker); a client whose
+    requests crowd onto one worker is limited a little early (connections are spread by the
+    kernel, not evenly).
+    """
 
     def __init__(
         self,
         per_minute: int,
         *,
+        workers: int = 1,
         clock: Callable[[], float] = time.monotonic,
         max_clients: int = 10_000,
     ) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
+        self.per_minute = per_minute
+        self.capacity = max(1.0, per_minute / workers)  # at least one request fits
+        self.rate = per_minute / 60.0 / workers
         self.clock = clock
         self.max_clients = max_clients
         self._buckets: dict[str, _Bucket] = {}
@@ -257,7 +265,7 @@ class AccessMiddleware:
                 retry = max(1, math.ceil(wait))
                 response = error_response(
                     429,
-                    f"rate limit of {int(self.limiter.capacity)} requests per minute exceeded; "
+                    f"rate limit of {self.limiter.per_minute} requests per minute exceeded; "
                     f"retry in {retry} s (the server's RAG_RATE_LIMIT_PER_MINUTE sets the "
                     "limit, 0 turns it off)",
                     headers={"Retry-After": str(retry)},

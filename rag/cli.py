@@ -227,11 +227,42 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _check_workers(workers: int, settings: Settings) -> None:
+    """Several API processes need an index they can all read and write: not the embedded one."""
+    # RAG_DATABASE_URL selects the PostgreSQL backend, the one index workers can share.
+    if workers > 1 and not getattr(settings, "database_url", None):
+        raise ConfigError(
+            f"--workers {workers} needs the PostgreSQL backend (set RAG_DATABASE_URL): the "
+            "embedded SQLite + FAISS index is written by one process, and each worker would "
+            "serve its own copy of FAISS that misses the others' writes. Run one worker (it "
+            "serves requests concurrently), or move the index to PostgreSQL."
+        )
+
+
+def _serve_workers(app: str, host: str, port: int, workers: int) -> None:
+    """N uvicorn processes sharing the port; metrics merged, rate limits split between them."""
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    # The workers are spawned: they read these from the environment like any setting.
+    metrics_dir = tempfile.mkdtemp(prefix="rag-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ["RAG_WORKERS"] = str(workers)
+    try:
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, log_level="info")
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    workers = args.workers or settings.workers
+    _check_workers(workers, settings)
     # Importing sentence-transformers takes ~6 s; start it now so it overlaps with the
     # freshness check and uvicorn's start-up (the app's lifespan then finds it imported).
     threading.Thread(
@@ -257,7 +288,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
             cmd_ingest(ingest, settings)
     # An import string, so rag/ does not import api/ (the API layer depends on us).
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    if workers > 1:
+        _serve_workers("api.main:create_app", host, port, workers)
+    else:
+        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
     return EXIT_OK
 
 
@@ -350,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API and chat page")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="API processes (default RAG_WORKERS or 1); above 1 needs RAG_DATABASE_URL",
+    )
     p.add_argument(
         "--ingest",
         nargs="+",

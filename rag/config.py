@@ -106,6 +106,12 @@ class Settings(BaseSettings):
             "on other machines and, once `RAG_API_KEYS` is set, for every client."
         ),
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes of `rag serve`; above 1 needs a shared (PostgreSQL) index.",
+    )
 
     @field_validator("llm_fallback_models", "api_keys", "cors_origins", mode="before")
     @classmethod
