@@ -96,10 +96,10 @@ def _write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
 def end_to_end(model: Any, folder: Path, index_dir: Path) -> dict[str, Any]:
     """Real model, real everything: ``Index.ingest`` of the files in ``folder``."""
     from rag.ingest.loaders import iter_documents
-    from rag.store.index import Index
+    from rag.store.factory import open_index
 
     embedder = TimedEmbedder(model)
-    index = Index(index_dir, embedder)
+    index = open_index(index_dir, embedder)
     report, seconds = timed(index.ingest, iter_documents([folder]))
     index.close()
     return {
@@ -156,12 +156,12 @@ def without_embedding(folder: Path, index_dir: Path, count_tokens: Any) -> dict[
     """The pipeline with random vectors: load, clean+chunk, store, lexical, FAISS."""
     import rag.store.index
     from rag.ingest.loaders import iter_documents
-    from rag.store.index import Index
+    from rag.store.factory import open_index
 
     clock = _StageClock()
     embedder = RandomEmbedder(384, count_tokens=count_tokens)
     rss0 = rss_bytes()
-    index = Index(index_dir, embedder)
+    index = open_index(index_dir, embedder)
     # Instrument the stage boundaries instead of chunking twice: Index.ingest calls the
     # module-level name, so wrapping it times exactly the chunking ingest does.
     name = "chunk_document"

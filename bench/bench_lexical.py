@@ -145,7 +145,7 @@ def fusion(args: argparse.Namespace) -> None:
     from rag.embedding.embedder import SentenceTransformerEmbedder
     from rag.ingest.loaders import document_from_text
     from rag.retrieve.fusion import fuse
-    from rag.store.index import Index
+    from rag.store.factory import open_index
     from rag.text.analysis import detect_language
 
     corpus, queries, qrels, splits = load(args.data)
@@ -157,7 +157,7 @@ def fusion(args: argparse.Namespace) -> None:
             qrels[f"en:{qid}"] = qrels[qid]
     embedder = SentenceTransformerEmbedder(model_dir=args.model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        index = Index(args.index_dir or Path(tmp), embedder)
+        index = open_index(args.index_dir or Path(tmp), embedder)
         docs = [document_from_text(d["id"], d["text"], title=d["title"] or None) for d in corpus]
         index.ingest(docs)
         doc_of = {

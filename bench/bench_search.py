@@ -106,7 +106,8 @@ def _queries_from(
 def write_index(directory: Path, n: int, queries: int, seed: int = 0) -> Written:
     """Write ``n`` synthetic chunks into SQLite + lexical postings, the way ingest does."""
     import rag.store.index
-    from rag.store.index import DB_NAME, content_hash
+    from rag.store.factory import DB_NAME
+    from rag.store.index import content_hash
     from rag.store.lexical import LexicalIndex
     from rag.store.sqlite import SqliteStore
 
@@ -303,7 +304,7 @@ def bench_full(
 ) -> tuple[Section, dict[str, Any]]:
     """One scale through SQLite + lexical + FAISS + ``Retriever``."""
     from rag.retrieve.retriever import Mode, Retriever
-    from rag.store.index import DB_NAME, Index
+    from rag.store.factory import DB_NAME, open_index
 
     label = _label(n)
     section = Section("search")
@@ -321,7 +322,7 @@ def bench_full(
         breakdown = sqlite_breakdown(directory / DB_NAME)
         gc.collect()
         rss0 = rss_bytes()
-        index, open_s = timed(Index, directory, RandomEmbedder(DIM), ann="exact")
+        index, open_s = timed(open_index, directory, RandomEmbedder(DIM), ann="exact")
         retriever = Retriever(index)
         modes: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
         latencies: dict[str, dict[str, float]] = {}

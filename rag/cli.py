@@ -270,7 +270,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     ).start()
     if args.ingest:
         from rag.ingest.loaders import load_documents
-        from rag.store.index import is_fresh
+        from rag.store.factory import is_fresh
 
         loaded = load_documents([Path(p) for p in args.ingest])
         if is_fresh(settings.index_dir, loaded.documents):

@@ -17,6 +17,7 @@ from rag.embedding.embedder import SentenceTransformerEmbedder
 from rag.errors import DocumentNotFoundError
 from rag.ingest.loaders import Skipped
 from rag.retrieve.retriever import Mode, Retriever
+from rag.store.factory import open_index
 from rag.store.index import Index, IndexStats, IngestReport
 from rag.types import (
     Answer,
@@ -111,7 +112,7 @@ class RagService:
         """Load the models and the index (creating an empty index if there is none)."""
         with self._lock:
             if self._index is None:
-                self._index = Index(
+                self._index = open_index(
                     self.index_dir,
                     self.embedder,
                     ann=self.ann,

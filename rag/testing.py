@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -50,6 +50,38 @@ class FakeEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(_WORD.findall(text))
+
+
+class InMemoryVectorStore:
+    """A ``VectorStore`` as a dict of vectors searched exactly (brute force)."""
+
+    follows_documents = True
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+        self._vectors: dict[int, FloatArray] = {}
+
+    def add(self, ids: Sequence[int], vectors: FloatArray) -> None:
+        for id_, vec in zip(ids, vectors, strict=True):
+            self._vectors[int(id_)] = np.asarray(vec, dtype=np.float32)
+
+    def remove(self, ids: Sequence[int]) -> None:
+        for id_ in ids:
+            self._vectors.pop(int(id_), None)
+
+    def search(
+        self, query: FloatArray, k: int, allowed: Collection[int] | None = None
+    ) -> list[tuple[int, float]]:
+        scored = [
+            (id_, float(vec @ query))
+            for id_, vec in self._vectors.items()
+            if allowed is None or id_ in allowed
+        ]
+        scored.sort(key=lambda item: (-item[1], item[0]))
+        return scored[: max(k, 0)]
+
+    def __len__(self) -> int:
+        return len(self._vectors)
 
 
 # --- FakeChatModel (helper D) ---

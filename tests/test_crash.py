@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.store.factory import open_index
 from rag.store.index import Index
 from rag.testing import FakeEmbedder
 
@@ -104,7 +105,7 @@ def test_sigkill_during_ingest_keeps_last_committed_state(tmp_path: Path) -> Non
         for line in rest.splitlines():
             committed = json.loads(line).get("documents", committed)
 
-        index = Index(index_dir, FakeEmbedder())
+        index = open_index(index_dir, FakeEmbedder())
         try:
             check_consistent(index)
             got = doc_versions(index)
@@ -132,7 +133,7 @@ def test_rollback_on_error_leaves_previous_state(tmp_path: Path) -> None:
     """An exception mid-batch (e.g. the embedder failing) commits nothing of that batch."""
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 0)
-    index = Index(tmp_path / "index", FakeEmbedder())
+    index = open_index(tmp_path / "index", FakeEmbedder())
     from rag.ingest.loaders import iter_documents
 
     index.ingest(iter_documents([corpus]), batch_docs=BATCH)
@@ -152,7 +153,7 @@ def test_rollback_on_error_leaves_previous_state(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         index.ingest(iter_documents([corpus]), batch_docs=BATCH)
     index.close()
-    reopened = Index(tmp_path / "index", FakeEmbedder())
+    reopened = open_index(tmp_path / "index", FakeEmbedder())
     after = doc_versions(reopened)
     changed = [d for d in after if after[d] != before[d]]
     assert len(changed) == 2 * BATCH  # the two batches before the failure

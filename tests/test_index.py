@@ -10,7 +10,9 @@ import pytest
 
 from rag.errors import DocumentNotFoundError, IndexBusyError, IndexCorruptError, IndexMismatchError
 from rag.ingest.loaders import load_documents
-from rag.store.index import Index, is_fresh
+from rag.store import factory
+from rag.store.factory import is_fresh
+from rag.store.index import Index
 from rag.testing import FakeEmbedder
 from rag.types import EmbedderIdentity
 
@@ -25,7 +27,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def open_index(path: Path) -> Index:
-    return Index(path, FakeEmbedder())
+    return factory.open_index(path, FakeEmbedder())
 
 
 def test_reingest_unchanged_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
@@ -147,18 +149,18 @@ def test_other_embedder_is_refused_with_instructions(tmp_path: Path, corpus: Pat
             return EmbedderIdentity(name="other-model", dimension=64, weights_sha256="abc")
 
     with pytest.raises(IndexMismatchError, match=r"rag ingest --rebuild"):
-        Index(tmp_path / "idx", Other())
+        factory.open_index(tmp_path / "idx", Other())
 
 
 def test_second_writer_is_refused(tmp_path: Path, corpus: Path) -> None:
     index = open_index(tmp_path / "idx")
     other = open_index(tmp_path / "idx")
-    other._lock.acquire()
+    other._acquire(None)
     try:
         with pytest.raises(IndexBusyError, match="another process"):
             index.ingest(load_documents([corpus]).documents, lock_timeout=0.1)
     finally:
-        other._lock.release()
+        other._release()
     index.close()
     other.close()
 
@@ -172,3 +174,26 @@ def test_reader_sees_commits_of_another_writer(tmp_path: Path, corpus: Path) -> 
     assert set(reader.vectors.ids().tolist()) == set(writer.store.all_chunk_ids())
     reader.close()
     writer.close()
+
+
+def test_index_takes_its_stores(tmp_path: Path, corpus: Path) -> None:
+    from rag.store.lexical import LexicalIndex
+    from rag.store.sqlite import SqliteStore
+    from rag.testing import InMemoryVectorStore
+
+    store = SqliteStore(tmp_path / "index.sqlite3")
+    lexical = LexicalIndex(store.conn)
+    store.begin()
+    lexical.create_schema()
+    store.commit()
+    vectors = InMemoryVectorStore(64)
+    index = Index(store, lexical, vectors, FakeEmbedder())
+    index.ingest(load_documents([corpus]).documents)
+    assert len(vectors) == store.counts()[1] > 0
+    index.delete(["003_70d3c8a4cd60ef26"])
+    assert len(vectors) == store.counts()[1]
+    [(cid, _)] = index.dense_search(
+        store.embeddings_for(store.all_chunk_ids()[:1])[store.all_chunk_ids()[0]], 1
+    )
+    assert cid == store.all_chunk_ids()[0]
+    index.close()

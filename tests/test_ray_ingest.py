@@ -12,6 +12,7 @@ import pytest
 from rag.errors import IndexMismatchError
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loaders import iter_documents
+from rag.store.factory import open_index
 from rag.store.index import EmbeddedDocument, Index, embed_chunks
 from rag.testing import FakeEmbedder
 from rag.types import Document
@@ -42,9 +43,9 @@ def _embedded(doc: Document, embedder: FakeEmbedder) -> EmbeddedDocument:
 def test_pre_embedded_documents_are_stored_like_embedded_ones(tmp_path: Path) -> None:
     embedder = FakeEmbedder()
     docs = [_doc("a"), _doc("b")]
-    plain = Index(tmp_path / "plain", embedder)
+    plain = open_index(tmp_path / "plain", embedder)
     plain.ingest(docs)
-    given = Index(tmp_path / "given", embedder)
+    given = open_index(tmp_path / "given", embedder)
     report = given.ingest([_embedded(docs[0], embedder), docs[1]])
     assert report.added == ["a", "b"]
     assert report.chunks_embedded == report.chunks_total == plain.store.counts()[1]
@@ -61,7 +62,7 @@ def test_pre_embedded_documents_are_stored_like_embedded_ones(tmp_path: Path) ->
 def test_pre_embedded_vectors_of_another_dimension_are_refused_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:
-    index = Index(tmp_path / "ix", FakeEmbedder(64))
+    index = open_index(tmp_path / "ix", FakeEmbedder(64))
     wrong = _embedded(_doc("a"), FakeEmbedder(32))
     with pytest.raises(IndexMismatchError, match="dimension 32"):
         index.ingest([wrong])
@@ -85,9 +86,9 @@ def test_ray_ingest_matches_the_in_process_path(tmp_path: Path, embedder, embedd
     ]
     (src / "more.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    local = Index(tmp_path / "local", embedder)
+    local = open_index(tmp_path / "local", embedder)
     expected = local.ingest(iter_documents([src]))
-    remote = Index(tmp_path / "ray", embedder)
+    remote = open_index(tmp_path / "ray", embedder)
     progress = []
     report, throughput = ingest_on_ray(
         remote,

@@ -8,7 +8,7 @@ import pytest
 
 from rag.ingest.loaders import document_from_text, load_documents
 from rag.retrieve.retriever import FusionConfig, Retriever, interleave
-from rag.store.index import Index
+from rag.store.factory import open_index
 from rag.testing import FakeEmbedder
 from rag.types import Filters
 
@@ -98,7 +98,7 @@ def test_lexical_mode_embeds_nothing_and_dense_embeds_once(tmp_path: Path) -> No
             CountingEmbedder.calls += 1
             return super().embed_queries(texts)
 
-    index = Index(tmp_path / "idx", CountingEmbedder())
+    index = open_index(tmp_path / "idx", CountingEmbedder())
     index.ingest(load_documents([CORPUS]).documents)
     retriever = Retriever(index)
     question = "Wie nennt der Kommentar Russlands Krieg in der Ukraine?"
@@ -123,7 +123,7 @@ def test_interleave_takes_turns_and_keeps_scores_descending() -> None:
 
 
 def test_syndicated_paragraph_comes_back_once_with_its_other_locations(tmp_path: Path) -> None:
-    index = Index(tmp_path / "idx", FakeEmbedder())
+    index = open_index(tmp_path / "idx", FakeEmbedder())
     docs = load_documents([CORPUS]).documents
     original = next(d for d in docs if d.doc_id.startswith("002"))
     paragraph = next(p for p in original.text.split("\n\n") if "Katherine Leavitt" in p)

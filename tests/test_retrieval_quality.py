@@ -11,7 +11,8 @@ import pytest
 
 from rag.ingest.loaders import document_from_text, load_documents
 from rag.retrieve.retriever import FusionConfig, Retriever
-from rag.store.index import Index, window_texts
+from rag.store.factory import open_index
+from rag.store.index import window_texts
 from rag.testing import FakeEmbedder
 from rag.types import Chunk
 
@@ -46,7 +47,7 @@ def test_windows_cover_runs_of_sentences_with_the_headline() -> None:
 
 def test_windows_are_stored_with_chunks_and_go_with_them(tmp_path: Path) -> None:
     shutil.copytree(CORPUS, tmp_path / "corpus")
-    index = Index(tmp_path / "idx", FakeEmbedder())
+    index = open_index(tmp_path / "idx", FakeEmbedder())
     index.ingest(load_documents([tmp_path / "corpus"]).documents)
     doc = "002_4f089928bdc79d71"
     ids = index.store.chunk_ids_of(doc)
@@ -77,7 +78,7 @@ def test_windows_are_stored_with_chunks_and_go_with_them(tmp_path: Path) -> None
 
 
 def test_a_fact_in_one_sentence_of_a_long_passage_is_found(tmp_path: Path) -> None:
-    index = Index(tmp_path / "idx", FakeEmbedder())
+    index = open_index(tmp_path / "idx", FakeEmbedder())
     index.ingest(
         [
             document_from_text("long", f"Alpha Beta Gamma Delta. {FILLER}", title="Eins"),

@@ -11,8 +11,8 @@ import numpy as np
 from rag.retrieve.answer_types import expected_answer_type, quoted_terms
 from rag.retrieve.fusion import fuse
 from rag.retrieve.question_parts import question_parts
+from rag.store.base import text_key
 from rag.store.index import Index
-from rag.store.sqlite import text_key
 from rag.text.analysis import detect_language
 from rag.types import Chunk, Filters, FloatArray, Hit, Location
 

@@ -1,4 +1,4 @@
-"""Vector store seam: the ``VectorStore`` protocol and its FAISS implementation.
+"""``FaissVectorStore``: the embedded ``VectorStore`` (see ``rag.store.base``).
 
 The store maps integer chunk ids to unit vectors and answers inner-product (cosine)
 top-k queries, optionally restricted to a set of allowed ids. It is derived data: the
@@ -12,7 +12,7 @@ import importlib
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,20 +27,6 @@ IdArray = npt.NDArray[np.int64]
 IndexKind = Literal["exact", "hnsw", "ivf"]
 
 
-class VectorStore(Protocol):
-    """Id -> vector index answering top-k inner-product queries."""
-
-    def add(self, ids: Sequence[int], vectors: FloatArray) -> None: ...
-
-    def remove(self, ids: Sequence[int]) -> None: ...
-
-    def search(
-        self, query: FloatArray, k: int, allowed: Collection[int] | None = None
-    ) -> list[tuple[int, float]]: ...
-
-    def __len__(self) -> int: ...
-
-
 def choose_kind(setting: str, count: int, threshold: int) -> IndexKind:
     """Resolve the ``ann`` setting: ``auto`` is exact below ``threshold`` chunks, HNSW above."""
     if setting == "auto":
@@ -52,6 +38,8 @@ def choose_kind(setting: str, count: int, threshold: int) -> IndexKind:
 
 class FaissVectorStore:
     """FAISS ``IndexIDMap2`` over inner product: exact (flat), HNSW or IVF."""
+
+    follows_documents = True  # derived: the SQLite store holds every vector
 
     HNSW_M = 32
     HNSW_EF_CONSTRUCTION = 80
@@ -85,6 +73,11 @@ class FaissVectorStore:
         if len(vectors):
             store.add(ids, vectors)
         return store
+
+    def adopt(self, other: FaissVectorStore) -> None:
+        """Take over ``other``'s index (a loaded snapshot or a rebuild) in place."""
+        self.dimension, self.kind, self._index = other.dimension, other.kind, other._index
+        self._quantizer = getattr(other, "_quantizer", None)
 
     # -- mutation -----------------------------------------------------------------
     def add(self, ids: Sequence[int] | IdArray, vectors: FloatArray) -> None:

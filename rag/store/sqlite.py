@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import DocumentNotFoundError, IndexCorruptError
+from rag.store.base import DocumentMeta, StoredDocument, text_key
 from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
 SCHEMA_VERSION = 1
@@ -60,34 +61,6 @@ CREATE TABLE IF NOT EXISTS chunk_windows (
     vectors  BLOB NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """A document row without its chunks."""
-
-    document: Document
-    content_sha256: str
-    chunk_count: int
-
-
-@dataclass(frozen=True)
-class DocumentMeta:
-    """The metadata a hit carries about its document."""
-
-    title: str
-    url: str | None
-    published: str | None
-    source: str | None
-
-
-def text_key(text: str) -> str:
-    """Hash of the text with case, punctuation and spacing removed (syndication detector)."""
-    import hashlib
-    import re
-
-    normal = re.sub(r"\W+", " ", text.casefold()).strip()
-    return hashlib.sha256(normal.encode()).hexdigest()[:32]
 
 
 class SqliteStore:
@@ -138,6 +111,19 @@ class SqliteStore:
     def rollback(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Run the reads inside in one snapshot (a read transaction, unless one is open)."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap staleness check)."""

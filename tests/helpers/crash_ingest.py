@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 from rag.ingest.loaders import iter_documents
-from rag.store.index import Index, Progress
+from rag.store.factory import open_index
+from rag.store.index import Progress
 from rag.testing import FakeEmbedder
 
 
 def main() -> None:
     corpus, index_dir, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    index = Index(index_dir, FakeEmbedder(), lock_timeout_s=5)
+    index = open_index(index_dir, FakeEmbedder(), lock_timeout_s=5)
 
     def on_progress(p: Progress) -> None:
         print(json.dumps({"documents": p.documents}), flush=True)

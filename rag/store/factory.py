@@ -1,0 +1,101 @@
+"""Build an ``Index`` from where it lives: an index directory (embedded SQLite + FAISS).
+
+Layout of the index directory::
+
+    index.sqlite3              documents, chunks, embeddings, lexical postings, manifest
+    faiss-<gen>-<sha16>.index  FAISS snapshot (see ``rag.store.snapshots``)
+    write.lock                 one writer at a time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from rag.embedding.base import Embedder
+from rag.errors import IndexBusyError
+from rag.store.faiss import FaissVectorStore
+from rag.store.index import Index, content_hash
+from rag.store.lexical import LexicalIndex
+from rag.store.snapshots import FaissSnapshots
+from rag.store.sqlite import SqliteStore
+from rag.types import Document
+
+DB_NAME = "index.sqlite3"
+
+
+class FileWriteLock:
+    """One writer per index directory, across processes."""
+
+    def __init__(self, path: Path, default_timeout_s: float) -> None:
+        self.path = path
+        self.default_timeout_s = default_timeout_s
+        self._lock = FileLock(str(path))
+
+    def acquire(self, timeout: float | None) -> None:
+        try:
+            self._lock.acquire(timeout=self.default_timeout_s if timeout is None else timeout)
+        except Timeout as exc:
+            raise IndexBusyError(
+                f"another process is writing to the index in {self.path.parent}; try again "
+                "when it has finished"
+            ) from exc
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def open_index(
+    directory: Path,
+    embedder: Embedder,
+    *,
+    ann: str = "auto",
+    ann_threshold: int = 200_000,
+    max_tokens: int = 200,
+    lock_timeout_s: float = 30.0,
+) -> Index:
+    """Open (or create) the embedded index in ``directory`` for use with ``embedder``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(directory / DB_NAME)
+    try:
+        lexical = LexicalIndex(store.conn)
+        store.begin()
+        try:
+            lexical.create_schema()
+            store.conn.execute("COMMIT")
+        except BaseException:
+            store.rollback()
+            raise
+        vectors = FaissVectorStore(embedder.identity.dimension, "exact")
+        snapshots = FaissSnapshots(
+            directory, vectors, store, ann=ann, ann_threshold=ann_threshold, db_name=DB_NAME
+        )
+        return Index(
+            store,
+            lexical,
+            vectors,
+            embedder,
+            max_tokens=max_tokens,
+            write_lock=FileWriteLock(directory / "write.lock", lock_timeout_s),
+            snapshots=snapshots,
+            location=f"the index in {directory}",
+        )
+    except BaseException:
+        store.close()
+        raise
+
+
+def is_fresh(directory: Path, docs: Sequence[Document]) -> bool:
+    """True when the index holds exactly ``docs``, unchanged (checked without any model)."""
+    db = directory / DB_NAME
+    if not db.exists():
+        return False
+    store = SqliteStore(db)
+    try:
+        if store.embedder_identity() is None:
+            return False
+        return store.content_hashes() == {d.doc_id: content_hash(d) for d in docs}
+    finally:
+        store.close()
