@@ -47,6 +47,14 @@ class DocumentInfo:
     chars: int
 
 
+@dataclass(frozen=True)
+class _Retrieval:
+    started: float  # perf_counter() when the question arrived
+    standalone: str  # the question, condensed with the history
+    hits: list[Hit]
+    retrieve_ms: float
+
+
 class RagService:
     """The whole pipeline behind one object; cheap to construct, ``open()`` loads everything."""
 
@@ -168,6 +176,23 @@ class RagService:
         with self._lock:
             return self.retriever.search(query, self._top_k(top_k), filters)
 
+    def _retrieve(
+        self, question: str, top_k: int, filters: Filters | None, history: Sequence[Turn]
+    ) -> _Retrieval:
+        """The preamble of every answer: condense a follow-up, then search for it."""
+        started = time.perf_counter()
+        standalone = self.answerer.condense(question, history) if history else question
+        t0 = time.perf_counter()
+        hits = self.search(standalone, top_k=top_k, filters=filters)
+        return _Retrieval(started, standalone, hits, (time.perf_counter() - t0) * 1000)
+
+    @staticmethod
+    def _finish(answer: Answer, retrieval: _Retrieval) -> Answer:
+        timings = dict(answer.timings_ms)
+        timings["retrieve"] = retrieval.retrieve_ms
+        timings["total"] = (time.perf_counter() - retrieval.started) * 1000
+        return replace(answer, standalone_question=retrieval.standalone, timings_ms=timings)
+
     def ask(
         self,
         question: str,
@@ -177,16 +202,9 @@ class RagService:
         history: Sequence[Turn] = (),
     ) -> Answer:
         """Retrieve for the (condensed) question and answer it with checked citations."""
-        started = time.perf_counter()
-        standalone = self.answerer.condense(question, history) if history else question
-        t0 = time.perf_counter()
-        hits = self.search(standalone, top_k=top_k, filters=filters)
-        retrieve_ms = (time.perf_counter() - t0) * 1000
-        answer = self.answerer.answer(question, hits, history=history)
-        timings = dict(answer.timings_ms)
-        timings["retrieve"] = retrieve_ms
-        timings["total"] = (time.perf_counter() - started) * 1000
-        return replace(answer, standalone_question=standalone, timings_ms=timings)
+        retrieval = self._retrieve(question, top_k, filters, history)
+        answer = self.answerer.answer(question, retrieval.hits, history=history)
+        return self._finish(answer, retrieval)
 
     def ask_stream(
         self,
@@ -197,21 +215,12 @@ class RagService:
         history: Sequence[Turn] = (),
     ) -> Iterator[AnswerEvent]:
         """Like ``ask`` but yields passages, answer deltas, citations and the final answer."""
-        started = time.perf_counter()
-        standalone = self.answerer.condense(question, history) if history else question
-        t0 = time.perf_counter()
-        hits = self.search(standalone, top_k=top_k, filters=filters)
-        retrieve_ms = (time.perf_counter() - t0) * 1000
-        for event in self.answerer.stream(question, hits, history=history):
+        retrieval = self._retrieve(question, top_k, filters, history)
+        for event in self.answerer.stream(question, retrieval.hits, history=history):
             if isinstance(event, PassagesEvent):
-                event = replace(event, standalone_question=standalone)
+                event = replace(event, standalone_question=retrieval.standalone)
             elif isinstance(event, DoneEvent):
-                timings = dict(event.answer.timings_ms)
-                timings["retrieve"] = retrieve_ms
-                timings["total"] = (time.perf_counter() - started) * 1000
-                event = DoneEvent(
-                    replace(event.answer, standalone_question=standalone, timings_ms=timings)
-                )
+                event = DoneEvent(self._finish(event.answer, retrieval))
             yield event
 
     def embed(

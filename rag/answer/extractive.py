@@ -17,14 +17,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.answer.support import CLOSERS as _CLOSERS
-from rag.answer.support import SentenceBank, content_terms
-from rag.embedding.base import Embedder
+from rag.answer.support import PassageSentences, SentenceBank, content_terms
+from rag.embedding.base import Embedder, near_duplicate
 from rag.retrieve.answer_types import (
     AnswerType,
     QuestionFocus,
@@ -34,7 +33,8 @@ from rag.retrieve.answer_types import (
     time_specificity,
 )
 from rag.retrieve.question_parts import question_parts
-from rag.text.analysis import detect_language, fold, tokenize
+from rag.text.analysis import detect_language, tokenize
+from rag.text.lexicon import CLOSERS, name_key
 from rag.types import Citation, Hit
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
 
 
 def _is_question(sentence: str) -> bool:
-    return sentence.rstrip(_CLOSERS).endswith("?")
+    return sentence.rstrip(CLOSERS + "*_ ").endswith("?")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,6 @@ def score_sentences(
     return scored
 
 
-DUPLICATE_COSINE = 0.97  # two sentences this close say the same (near-duplicate passages)
 PARTIAL_MATCH = 0.5  # credit for a term that only shares its beginning with a sentence term
 MIN_SHARED_PREFIX = 6
 
@@ -208,16 +207,28 @@ def select_sentences(
             continue
         if any(c.hit_index == s.hit_index for c in chosen):
             continue  # one sentence per passage: each citation's quote is exactly what is shown
-        vec = entries[s.hit_index].vectors[s.vector_index] if s.hit_index in entries else None
-        if vec is not None and any(
-            c.hit_index in entries
-            and float(np.dot(entries[c.hit_index].vectors[c.vector_index], vec)) > DUPLICATE_COSINE
-            for c in chosen
-        ):
+        if s.hit_index in entries and _repeats(s, chosen, lambda c: entries.get(c.hit_index)):
             continue  # the same statement twice (near-duplicate passages)
         chosen.append(s)
         chars += length
     return chosen
+
+
+def _repeats(
+    s: ScoredSentence,
+    chosen: Sequence[ScoredSentence],
+    sentences_of: Callable[[ScoredSentence], PassageSentences | None],
+) -> bool:
+    """True when a chosen sentence says the same as ``s`` (near-duplicate passages)."""
+    own = sentences_of(s)
+    if own is None:
+        return False
+    vec = own.vectors[s.vector_index]
+    for c in chosen:
+        other = sentences_of(c)
+        if other is not None and near_duplicate(other.vectors[c.vector_index], vec):
+            return True
+    return False
 
 
 def merge_parts(
@@ -235,12 +246,7 @@ def merge_parts(
             break
         if any(c.hit_index == s.hit_index for c in out):
             continue
-        vec = bank.get([hits[s.hit_index].chunk])[0].vectors[s.vector_index]
-        if any(
-            float(np.dot(bank.get([hits[c.hit_index].chunk])[0].vectors[c.vector_index], vec))
-            > DUPLICATE_COSINE
-            for c in out
-        ):
+        if _repeats(s, out, lambda c: bank.get([hits[c.hit_index].chunk])[0]):
             continue
         out.append(s)
     return out
@@ -306,7 +312,7 @@ def name_variants(
         return frozenset()
     vectors = embedder.embed_queries([name, *words])
     sims = vectors[1:] @ vectors[0]
-    return frozenset(fold(w)[:5] for w, s in zip(words, sims, strict=True) if s >= min_cosine)
+    return frozenset(name_key(w) for w, s in zip(words, sims, strict=True) if s >= min_cosine)
 
 
 def unmatched_names(
@@ -332,8 +338,8 @@ def unmatched_names(
         return []
     tokens = [tokenize(hit.chunk.text) for hit in hits]
     words = _capitalised(tokens)
-    folded = {fold(w)[:5] for w in words}
-    missing = [n for n in names if not any(fold(p)[:5] in folded for p in n.split())]
+    folded = {name_key(w) for w in words}
+    missing = [n for n in names if not any(name_key(p) in folded for p in n.split())]
     if not missing or not words:
         return missing
     vectors = embedder.embed_queries([*missing, *words])

@@ -18,11 +18,11 @@ import numpy as np
 from rag.answer.markers import Statement
 from rag.embedding.base import Embedder
 from rag.text.analysis import GermanAnalyzer, detect_language
+from rag.text.lexicon import CLOSERS
 from rag.text.sentences import split_sentences
 from rag.types import Chunk, Citation, FloatArray, Hit
 
 __all__ = [
-    "CLOSERS",
     "PassageSentences",
     "SentenceBank",
     "SupportThresholds",
@@ -156,8 +156,8 @@ _WORDS = re.compile(r"\w+")
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 
 
-# Closing quotes, brackets and markdown emphasis that may follow a sentence's final mark.
-CLOSERS = "\"'“”»«\u2019\u2018)]*_ "
+# Closing quotes and brackets, markdown emphasis and spaces that may follow a final mark.
+_TRAILERS = CLOSERS + "*_ "
 
 
 def _is_quotable(text: str, start: int, end: int) -> bool:
@@ -169,7 +169,7 @@ def _is_quotable(text: str, start: int, end: int) -> bool:
     own_line = text[:start].rstrip(" \t").endswith("\n") or not text[:start].strip()
     line_end = text[end:].lstrip(" \t")
     own_line = own_line and (not line_end or line_end.startswith("\n"))
-    return not own_line or sentence.rstrip(CLOSERS)[-1:] in (".", "!", "?", "…", ":")
+    return not own_line or sentence.rstrip(_TRAILERS)[-1:] in (".", "!", "?", "…", ":")
 
 
 def _claim_score(

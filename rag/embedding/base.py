@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from rag.types import EmbedderIdentity, FloatArray
 
-__all__ = ["Embedder"]
+__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "near_duplicate"]
+
+# Two normalised vectors this close say the same thing: syndicated copies of a passage, or
+# one sentence repeated across articles (e5-small puts such pairs at 0.98-1.0).
+NEAR_DUPLICATE_COSINE = 0.97
 
 
 class Embedder(Protocol):
@@ -21,3 +27,8 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> FloatArray: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+def near_duplicate(a: FloatArray, b: FloatArray) -> bool:
+    """True when two normalised vectors say the same thing."""
+    return float(np.dot(a, b)) >= NEAR_DUPLICATE_COSINE

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rag.text.lexicon import CLOSERS
 from rag.text.sentences import split_sentences
 
 __all__ = ["Cleaned", "clean", "parse_date"]
@@ -163,8 +164,7 @@ _META_KEYS = frozenset(
     )
 )
 _HTML_TAG = re.compile(r"<[^>]+>")
-_CLOSERS = "\"'\u201c\u201d\u00bb\u00ab\u2019\u2018)]"  # closing quotes and brackets
-_TERMINAL = re.compile(rf"[.!?…][{re.escape(_CLOSERS)}*_]*$")
+_TERMINAL = re.compile(rf"[.!?…][{re.escape(CLOSERS)}*_]*$")
 
 
 # ---------------------------------------------------------------------------- model
@@ -399,7 +399,7 @@ def _headline(lines: list[_Line], title: str | None) -> str:
 
 def _looks_like_headline(line: str) -> bool:
     """Short, and not ending like a sentence or a clause ("?" and "!" are fine)."""
-    bare = _strip_markup(line).rstrip(_CLOSERS + "*_ ")
+    bare = _strip_markup(line).rstrip(CLOSERS + "*_ ")
     return bool(bare) and _words(bare) <= 30 and len(bare) <= 250 and bare[-1] not in ".,;:…"
 
 

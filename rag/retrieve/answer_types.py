@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.text.analysis import GermanAnalyzer, fold
+from rag.text.lexicon import MONTHS_PATTERN, name_key, quoted_pattern
 
 __all__ = [
     "AnswerType",
@@ -118,10 +119,7 @@ STANCE_WINDOW = 8  # words between the holder and a saying or stance word
 
 _TYPE_PATTERNS_BY_KIND = dict(_TYPE_PATTERNS)
 
-_MONTHS = (
-    r"januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|"
-    r"dezember|january|february|march|june|july|october|december"
-)
+
 _NUMBER_WORDS = (
     r"zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|hundert|"
     r"tausend|dutzend|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|"
@@ -139,21 +137,21 @@ _VAGUE_TIME = re.compile(
     re.IGNORECASE,
 )
 _FULL_DATE = re.compile(
-    rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b|\b(?:{_MONTHS})"
+    rf"\b\d{{1,2}}\.\s*(?:{MONTHS_PATTERN})\b|\b\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}\b|\b(?:{MONTHS_PATTERN})"
     r"\s+\d{1,2}(?:st|nd|rd|th)?\b",
     re.IGNORECASE,
 )
-_MONTH = re.compile(rf"\b(?:{_MONTHS})\b", re.IGNORECASE)
+_MONTH = re.compile(rf"\b(?:{MONTHS_PATTERN})\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:1[89]|20)\d\d(?:er)?\b")
 # Numbers that are part of a date are no count: "am 18. November", "im Jahr 2017".
 _DATE_NUMBER = re.compile(
-    rf"\b\d{{1,2}}\.\s*(?:{_MONTHS})\b|\b\d{{1,2}}\.\d{{1,2}}\.(?:\d{{2,4}})?|"
+    rf"\b\d{{1,2}}\.\s*(?:{MONTHS_PATTERN})\b|\b\d{{1,2}}\.\d{{1,2}}\.(?:\d{{2,4}})?|"
     r"\b(?:1[89]|20)\d\d(?:er)?\b",
     re.IGNORECASE,
 )
 _COUNT = re.compile(rf"\b\d+(?:[.,]\d+)*\b|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
-_QUOTED = re.compile(r'„[^“”"]{2,80}[“”"]|"[^"]{2,80}"|“[^”]{2,80}”|»[^«]{2,80}«|«[^»]{2,80}»')
+_QUOTED = quoted_pattern(2, 80)
 _AFTER_COUNT_Q = re.compile(r"\b(?i:wie ?viele?|how many)\s+([\w-]+)")
 _AFTER_WHICH_Q = re.compile(
     r"\b(?i:welche[rsnm]?|which(?: specific| exact| particular)?)\s+(?:[a-zäöüß]\w*\s+){0,2}"
@@ -305,9 +303,9 @@ def _attributed(sentence: str, holder: str | None, aliases: frozenset[str]) -> b
     Names match by their first five letters (folded): "China"/"Chinas", "Kremlin"/"Kreml",
     or by one of ``aliases`` (the holder's name in the passages' language).
     """
-    keys = set(aliases) | ({fold(holder)[:5]} if holder else set())
+    keys = set(aliases) | ({name_key(holder)} if holder else set())
     words = [m.group() for m in _WORD.finditer(sentence)]
-    anchors = [i for i, w in enumerate(words) if fold(w)[:5] in keys]
+    anchors = [i for i, w in enumerate(words) if name_key(w) in keys]
     cues = [i for i, w in enumerate(words) if _STANCE_CUES.match(w)]
     return any(abs(a - c) <= STANCE_WINDOW for a in anchors for c in cues)
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from rag.embedding.base import NEAR_DUPLICATE_COSINE
 from rag.retrieve.answer_types import expected_answer_type, quoted_terms
 from rag.retrieve.fusion import fuse
 from rag.retrieve.question_parts import question_parts
@@ -39,7 +40,7 @@ class FusionConfig:
     # (hybrid R@5 0.733 -> 0.867); GermanQuAD dev 1.0: 0.981 / 0.963, 0.3: 0.983 / 0.971,
     # 0.0: 0.986 / 0.973.
     chunk_weight: float = 0.0
-    near_duplicate_cosine: float = 0.97
+    near_duplicate_cosine: float = NEAR_DUPLICATE_COSINE
     # Multi-part questions ("Wie …, und was …?", see ``question_parts``): the whole question
     # and each part are searched, and the rankings interleaved, so every part's best
     # passage reaches the top. eval/data/dev/dev.jsonl multi_doc R@5 0.667 -> 1.0 (d12: the

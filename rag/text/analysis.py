@@ -86,7 +86,6 @@ _GERMAN_MARKERS = (
 # anything else is a run of letters or digits (no underscore: wiki titles use it as space).
 _TOKEN_RE = re.compile(r"\d{1,3}(?:[.,]\d{3})+(?![.,]?\d)|[^\W_]+")
 _SEPARATORS_RE = re.compile(r"[.,]")
-_QUOTED_RE = re.compile(r'"[^"]*"|„[^“”"]*[“”"]|“[^”"]*[”"]|»[^«]*«|«[^»]*»')
 
 # Derivational suffixes that take the linking -s- in compounds: "Wirtschaft|s|politik",
 # "Regierung|s|chef", "Sicherheit|s|rat", "Religion|s|freiheit", "Universität|s|klinik".
@@ -141,7 +140,9 @@ def detect_language(text: str) -> Literal["de", "en"]:
     Quoted titles do not count: 'Wann erschien "The Life of Pablo"?' is German.
     """
     english = german = 0
-    unquoted = _QUOTED_RE.sub(" ", text)
+    from rag.text.lexicon import quoted_pattern  # lexicon builds on fold() defined here
+
+    unquoted = quoted_pattern().sub(" ", text)
     for token in tokenize(unquoted if unquoted.strip() else text):
         word = token.lower()
         if word in _ENGLISH_MARKERS:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 
+from rag.text.lexicon import CLOSERS, MONTHS
+
 __all__ = ["split_sentences"]
 
 # Typographic quotes and dashes are written as escapes (ruff flags them as ambiguous).
-_CLOSERS = "\"'\u201c\u201d\u00bb\u00ab\u2019\u2018)]"
 _OPENERS = "\"'\u201e\u201c\u201d\u201a\u2018\u2019\u00bb\u00ab([*_"
 _DASHES = "\u2013\u2014"
 # Terminal punctuation, then any closing quotes/brackets, then whitespace or the end.
-_END = re.compile(rf"(?:\.{{2,}}|…|[.!?])+[{re.escape(_CLOSERS)}]*(?=\s|$)")
-_ENDS_SENTENCE = re.compile(rf"(?:\.|…|[!?])[{re.escape(_CLOSERS)}]*$")
+_END = re.compile(rf"(?:\.{{2,}}|…|[.!?])+[{re.escape(CLOSERS)}]*(?=\s|$)")
+_ENDS_SENTENCE = re.compile(rf"(?:\.|…|[!?])[{re.escape(CLOSERS)}]*$")
 _LINE_BREAK = re.compile(r"[ \t\r\f\v]*\n\s*")
 _BULLET = re.compile(rf"(?:[-*•{_DASHES}|#=>]|\d{{1,3}}[.)])(?:\s|$)|[#=]")
 _DIGITS = re.compile(r"\d{1,3}")
@@ -49,12 +50,6 @@ _MAYBE_END = _words("etc usw u.a u.v.m. uvm ua jh chr inc ltd co corp")
 _BEFORE_NUMBER = _words(
     """
     jan feb febr mär märz apr jun jul aug sep sept okt oct nov dez dec s art abs bd nr no vol
-    """
-)
-_MONTHS = _words(
-    """
-    januar februar märz april mai juni juli august september oktober november dezember jänner
-    january february march may june july october december
     """
 )
 # Words that typically open a sentence; used where a dot is ambiguous.
@@ -126,7 +121,7 @@ def _is_boundary(text: str, start: int, mark: str, end: int) -> bool:
     # Sentences do not start in lower case: "D.C. begleitet", "z. B. der", "…, sagte er".
     if first.islower():
         return False
-    core = mark.rstrip(_CLOSERS)
+    core = mark.rstrip(CLOSERS)
     if core != "." or text[start - 1 : start] in ("", " "):
         return True  # "!", "?", ellipsis, or a dot standing alone
     token = _prev_token(text, start)
@@ -134,7 +129,7 @@ def _is_boundary(text: str, start: int, mark: str, end: int) -> bool:
     bare_word = re.sub(r"\W+$", "", nxt).lower()
     if _DIGITS.fullmatch(token):
         # "am 18. November", "2. Weltkrieg", "Platz 3. Die Mannschaft ..." (rare)
-        return bare_word in _STARTERS and bare_word not in _MONTHS
+        return bare_word in _STARTERS and bare_word not in MONTHS
     if low in _NEVER_END:
         return False
     if first.isdigit() and (low in _BEFORE_NUMBER or len(token) == 1):
