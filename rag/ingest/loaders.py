@@ -20,7 +20,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from rag.errors import IngestError
-from rag.ingest.cleaning import clean, parse_date
+from rag.ingest.cleaning import clean
+from rag.ingest.dates import parse_date
 from rag.types import Document
 
 __all__ = [

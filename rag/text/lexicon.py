@@ -6,7 +6,7 @@ import re
 
 from rag.text.analysis import fold
 
-__all__ = ["CLOSERS", "MONTHS", "MONTHS_PATTERN", "name_key", "quoted_pattern"]
+__all__ = ["CLOSERS", "MONTHS", "MONTHS_PATTERN", "MONTH_NUMBERS", "name_key", "quoted_pattern"]
 
 # Closing quotes and brackets that may follow a sentence's final mark (escapes: ruff flags
 # typographic quotes as ambiguous).
@@ -21,6 +21,11 @@ MONTHS = frozenset(
         *("january", "february", "march", "may", "june", "july", "october", "december"),
     )
 )
+# Month abbreviations as dates write them ("7. Nov. 2024", "Jän 2023") -> month number.
+MONTH_NUMBERS = {
+    "jan": 1, "jän": 1, "feb": 2, "mär": 3, "mar": 3, "apr": 4, "mai": 5, "may": 5, "jun": 6,
+    "jul": 7, "aug": 8, "sep": 9, "okt": 10, "oct": 10, "nov": 11, "dez": 12, "dec": 12,
+}  # fmt: skip
 # For finding dates in running text: English "may" is mostly the verb, so it is left out.
 MONTHS_PATTERN = "|".join(sorted(MONTHS - {"may"}, key=lambda m: (-len(m), m)))
 
