@@ -22,36 +22,22 @@ Mode = Literal["hybrid", "dense", "lexical"]
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Fusion settings; defaults chosen by measurement (see README, `rag eval`)."""
+    """Fusion settings; every default was chosen on dev splits (docs/tuning.md)."""
 
-    # Convex (min-max normalised weighted sum) beat RRF on GermanQuAD dev (MRR@10 0.981 vs
-    # 0.967 at best) and on eval/data/dev/dev.jsonl; English questions lose from any lexical
-    # weight above ~0.1 (measured on 80 translated GermanQuAD dev questions).
+    # Convex (min-max normalised weighted sum) or "rrf"; convex won on GermanQuAD dev.
     method: str = "convex"
     weights_de: tuple[float, float] = (1.0, 0.5)  # (dense, lexical) for German questions
     weights_en: tuple[float, float] = (1.0, 0.1)  # English: the lexical side only sees names
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
-    # A dense candidate scores chunk_weight * cos(chunk) + (1 - chunk_weight) * the best
-    # cos over the chunk and its 1- and 2-sentence windows (``rag.store.index.window_texts``):
-    # e5-small dilutes a one-sentence fact in a 200-token passage; 0.0 = max pooling, a
-    # chunk is as good as its best span; 1.0 turns windows off. MRR@10 (hybrid / dense):
-    # eval/data/dev/dev.jsonl 1.0: 0.565 / 0.504, 0.3: 0.624 / 0.610, 0.0: 0.652 / 0.623
-    # (hybrid R@5 0.733 -> 0.867); GermanQuAD dev 1.0: 0.981 / 0.963, 0.3: 0.983 / 0.971,
-    # 0.0: 0.986 / 0.973.
+    # Dense score = chunk_weight * cos(chunk) + (1 - chunk_weight) * best cos over the chunk
+    # and its sentence windows: 0.0 (max pooling) was best on both dev splits.
     chunk_weight: float = 0.0
     near_duplicate_cosine: float = NEAR_DUPLICATE_COSINE
-    # Multi-part questions ("Wie …, und was …?", see ``question_parts``): the whole question
-    # and each part are searched, and the rankings interleaved, so every part's best
-    # passage reaches the top. eval/data/dev/dev.jsonl multi_doc R@5 0.667 -> 1.0 (d12: the
-    # 003 passage ranks 19th for the whole question, 2nd for "Wie ging Trump mit
-    # Selenskyj um"); no GermanQuAD question has parts.
+    # Multi-part questions ("Wie …, und was …?"): search the whole and each part, interleave.
     decompose: bool = True
-    # Questions for a designation ("Wie nennt …?", ``rag.retrieve.answer_types`` "term"): the
-    # candidates whose quoted phrase is closest to the question are interleaved with the
-    # fused ranking (this many of them; 0 = off). dev.jsonl d08: the passage quoting
-    # „speziellen Militärkampagne“ ranks 20th fused, its phrase first of the corpus' 18
-    # quoted phrases (cosine 0.826, next 0.801). 9 of 2204 GermanQuAD questions ask so.
+    # Designation questions ("Wie nennt …?"): interleave this many passages whose quoted
+    # phrase is closest to the question (0 = off).
     term_passages: int = 2
 
 

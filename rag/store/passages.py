@@ -17,7 +17,7 @@ def embedding_text(chunk: Chunk) -> str:
     return chunk.text
 
 
-WINDOW_SIZES = (1, 2)  # sentences per window; measured in README (dev.jsonl, GermanQuAD)
+WINDOW_SIZES = (1, 2)  # sentences per window (docs/tuning.md)
 
 
 def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]:
