@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
 
+from rag.errors import GenerationError
 from rag.types import EmbedderIdentity, FloatArray
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -82,12 +83,6 @@ class InMemoryVectorStore:
 
     def __len__(self) -> int:
         return len(self._vectors)
-
-
-# --- FakeChatModel (helper D) ---
-from collections.abc import Iterator  # noqa: E402
-
-from rag.errors import GenerationError  # noqa: E402
 
 
 class FakeChatModel:

