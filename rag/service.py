@@ -81,8 +81,10 @@ class RagService:
         self._index: Index | None = None
         self._retriever: Retriever | None = None
         self._answerer: Answerer | None = None
-        # SQLite connections and FAISS are shared by request threads: one at a time.
+        # Opening and closing, and writes, one at a time; searches and reads run in parallel
+        # (per-thread SQLite connections, FAISS under a read-write lock, see rag.store).
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RagService:
@@ -173,7 +175,8 @@ class RagService:
         return max(1, min(top_k, self.max_top_k))
 
     def search(self, query: str, *, top_k: int = 5, filters: Filters | None = None) -> list[Hit]:
-        with self._lock:
+        index = self.index
+        with index.store.reading():  # one snapshot for the search's several reads
             return self.retriever.search(query, self._top_k(top_k), filters)
 
     def _retrieve(
@@ -236,46 +239,45 @@ class RagService:
         docs: Sequence[Document | Skipped],
     ) -> IngestReport:
         """Ingest documents; they are searchable when this returns."""
-        with self._lock:
+        with self._write_lock:
             return self.index.ingest(docs)
 
     def delete_document(self, doc_id: str) -> None:
-        with self._lock:
+        with self._write_lock:
             self.index.delete([doc_id])
 
     def list_documents(self) -> list[DocumentInfo]:
-        with self._lock:
-            self.index.refresh()
-            return [
-                DocumentInfo(
-                    doc_id=d.document.doc_id,
-                    title=d.document.title,
-                    url=d.document.url,
-                    published=d.document.published,
-                    source=d.document.source,
-                    sources=d.document.sources,
-                    chunks=d.chunk_count,
-                    chars=len(d.document.text),
-                )
-                for d in self.index.documents()
-            ]
+        self.index.refresh()
+        return [
+            DocumentInfo(
+                doc_id=d.document.doc_id,
+                title=d.document.title,
+                url=d.document.url,
+                published=d.document.published,
+                source=d.document.source,
+                sources=d.document.sources,
+                chunks=d.chunk_count,
+                chars=len(d.document.text),
+            )
+            for d in self.index.documents()
+        ]
 
     def get_document(self, doc_id: str) -> Document:
-        with self._lock:
-            return self.index.store.get_document(doc_id)
+        return self.index.store.get_document(doc_id)
 
     def get_chunks(self, doc_id: str) -> list[Chunk]:
-        with self._lock:
-            self.index.store.get_document(doc_id)  # raises DocumentNotFoundError
-            return self.index.store.chunks_of(doc_id)
+        store = self.index.store
+        with store.reading():
+            store.get_document(doc_id)  # raises DocumentNotFoundError
+            return store.chunks_of(doc_id)
 
     def get_chunk(self, chunk_id: int) -> Chunk:
-        with self._lock:
-            chunk = self.index.store.get_chunks([chunk_id]).get(chunk_id)
+        chunk = self.index.store.get_chunks([chunk_id]).get(chunk_id)
         if chunk is None:
             raise DocumentNotFoundError(f"no passage with id {chunk_id}")
         return chunk
 
     def stats(self) -> IndexStats:
-        with self._lock:
+        store = self.index.store
+        with store.reading():
             return self.index.stats()

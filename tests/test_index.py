@@ -182,7 +182,7 @@ def test_index_takes_its_stores(tmp_path: Path, corpus: Path) -> None:
     from rag.testing import InMemoryVectorStore
 
     store = SqliteStore(tmp_path / "index.sqlite3")
-    lexical = LexicalIndex(store.conn)
+    lexical = LexicalIndex(lambda: store.conn)
     store.begin()
     lexical.create_schema()
     store.commit()

@@ -21,7 +21,7 @@ from rag.testing import InMemoryVectorStore
 
 def _sqlite(path: Path) -> tuple[SqliteStore, LexicalIndex]:
     store = SqliteStore(path)
-    lexical = LexicalIndex(store.conn)
+    lexical = LexicalIndex(lambda: store.conn)
     store.begin()
     lexical.create_schema()
     store.commit()

@@ -60,7 +60,7 @@ def open_index(
     directory.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(directory / DB_NAME)
     try:
-        lexical = LexicalIndex(store.conn)
+        lexical = LexicalIndex(lambda: store.conn)
         store.begin()
         try:
             lexical.create_schema()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +29,45 @@ IdArray = npt.NDArray[np.int64]
 IndexKind = Literal["exact", "hnsw", "ivf"]
 
 
+class ReadWriteLock:
+    """Many readers at once or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 def choose_kind(setting: str, count: int, threshold: int) -> IndexKind:
     """Resolve the ``ann`` setting: ``auto`` is exact below ``threshold`` chunks, HNSW above."""
     if setting == "auto":
@@ -37,7 +78,12 @@ def choose_kind(setting: str, count: int, threshold: int) -> IndexKind:
 
 
 class FaissVectorStore:
-    """FAISS ``IndexIDMap2`` over inner product: exact (flat), HNSW or IVF."""
+    """FAISS ``IndexIDMap2`` over inner product: exact (flat), HNSW or IVF.
+
+    Searches run in parallel under a read lock; ``add``/``remove`` (one writer at a time:
+    the Index serialises them) take the write lock only for the FAISS call itself, and a
+    HNSW/IVF removal builds its replacement outside the lock and swaps it in.
+    """
 
     follows_documents = True  # derived: the SQLite store holds every vector
 
@@ -50,6 +96,7 @@ class FaissVectorStore:
         self.dimension = dimension
         self.kind: IndexKind = kind
         self._index = self._new_index(dimension, kind)
+        self._rw = ReadWriteLock()
 
     # -- construction -------------------------------------------------------------
     def _new_index(self, dimension: int, kind: IndexKind) -> Any:
@@ -76,8 +123,9 @@ class FaissVectorStore:
 
     def adopt(self, other: FaissVectorStore) -> None:
         """Take over ``other``'s index (a loaded snapshot or a rebuild) in place."""
-        self.dimension, self.kind, self._index = other.dimension, other.kind, other._index
-        self._quantizer = getattr(other, "_quantizer", None)
+        with self._rw.write():
+            self.dimension, self.kind, self._index = other.dimension, other.kind, other._index
+            self._quantizer = getattr(other, "_quantizer", None)
 
     # -- mutation -----------------------------------------------------------------
     def add(self, ids: Sequence[int] | IdArray, vectors: FloatArray) -> None:
@@ -85,15 +133,18 @@ class FaissVectorStore:
         if len(vectors) == 0:
             return
         x = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self.dimension == 0:
-            self.dimension = x.shape[1]
-            self._index = self._new_index(self.dimension, self.kind)
-        if x.shape[1] != self.dimension:
-            raise ValueError(f"vector dimension {x.shape[1]} != index dimension {self.dimension}")
-        base = faiss.downcast_index(self._index.index)
-        if isinstance(base, faiss.IndexIVFFlat) and not base.is_trained:
-            self._train_ivf(x)
-        self._index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
+        with self._rw.write():
+            if self.dimension == 0:
+                self.dimension = x.shape[1]
+                self._index = self._new_index(self.dimension, self.kind)
+            if x.shape[1] != self.dimension:
+                raise ValueError(
+                    f"vector dimension {x.shape[1]} != index dimension {self.dimension}"
+                )
+            base = faiss.downcast_index(self._index.index)
+            if isinstance(base, faiss.IndexIVFFlat) and not base.is_trained:
+                self._train_ivf(x)
+            self._index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
 
     def _train_ivf(self, x: FloatArray) -> None:
         # ~sqrt(n) lists is the usual rule; rebuild (rag index rebuild) retrains on all data.
@@ -112,13 +163,16 @@ class FaissVectorStore:
             return
         drop = np.asarray(ids, dtype=np.int64)
         if self.kind != "exact":
-            keep_ids = self.ids()
-            mask = ~np.isin(keep_ids, drop)
-            vectors = self._reconstruct(keep_ids[mask])
-            self._index = self._new_index(self.dimension, self.kind)
-            self.add(keep_ids[mask], vectors)
+            with self._rw.read():
+                keep_ids = self.ids()
+                keep_ids = keep_ids[~np.isin(keep_ids, drop)]
+                vectors = self._reconstruct(keep_ids)
+            rebuilt = FaissVectorStore(self.dimension, self.kind)
+            rebuilt.add(keep_ids, vectors)
+            self.adopt(rebuilt)
             return
-        self._index.remove_ids(faiss.IDSelectorBatch(drop))
+        with self._rw.write():
+            self._index.remove_ids(faiss.IDSelectorBatch(drop))
 
     # -- queries ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -126,7 +180,7 @@ class FaissVectorStore:
 
     def ids(self) -> IdArray:
         """Every id in the index, in insertion order."""
-        ids: IdArray = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        ids: IdArray = faiss.vector_to_array(self._index.id_map).astype(np.int64)  # a copy
         return ids
 
     def _reconstruct(self, ids: IdArray) -> FloatArray:
@@ -156,13 +210,15 @@ class FaissVectorStore:
                 params = faiss.SearchParameters(sel=selector)
         elif self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.HNSW_EF_SEARCH, k))
-        scores, ids = self._index.search(q, k, params=params)
+        with self._rw.read():
+            scores, ids = self._index.search(q, k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     # -- persistence --------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The index serialised by FAISS (its own format: no pickle)."""
-        return bytes(faiss.serialize_index(self._index))
+        with self._rw.read():
+            return bytes(faiss.serialize_index(self._index))
 
     def save(self, path: Path) -> str:
         """Write atomically (temp file, fsync, rename); returns the file's sha256."""

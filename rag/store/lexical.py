@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ from rag.errors import IndexMismatchError
 from rag.text.analysis import ANALYSIS_VERSION, GermanAnalyzer
 
 STORAGE_VERSION = 1  # bump whenever the tables' layout or encoding changes
+SCORE_DECIMALS = 9  # BM25 scores are compared at this precision (ties: lower id first)
 MERGE_FANOUT = 8  # merge a term's segments of one level once this many exist
 
 _IDS = np.dtype("<i8")  # chunk ids (< 2**53)
@@ -84,28 +85,38 @@ _IN_JSON = "IN (SELECT value FROM json_each(?))"
 _IN_PAIRS = "IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 
 
+def analysis_signature(analyzer: GermanAnalyzer) -> str:
+    """The analysis settings postings depend on (stored with them, checked on open)."""
+    a = analyzer
+    flags = f"stopwords={a.stopwords},stem={a.stem},fold={a.fold},decompound={a.decompound}"
+    return f"lex-v{STORAGE_VERSION}:german-v{ANALYSIS_VERSION}:{flags}".lower()
+
+
 class LexicalIndex:
     """BM25 search over chunk texts, stored next to the chunks in the same SQLite database."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | Callable[[], sqlite3.Connection],
         analyzer: GermanAnalyzer | None = None,
         *,
         k1: float = 1.2,
         b: float = 0.75,
     ) -> None:
-        self.conn = conn
+        # A callable gives each thread its own connection (``SqliteStore.conn``).
+        self._conn = conn
         self.analyzer = analyzer or GermanAnalyzer()
         self.k1 = k1
         self.b = b
 
     @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn if isinstance(self._conn, sqlite3.Connection) else self._conn()
+
+    @property
     def signature(self) -> str:
         """What the stored postings depend on; any other value needs a rebuilt index."""
-        a = self.analyzer
-        flags = f"stopwords={a.stopwords},stem={a.stem},fold={a.fold},decompound={a.decompound}"
-        return f"lex-v{STORAGE_VERSION}:german-v{ANALYSIS_VERSION}:{flags}".lower()
+        return analysis_signature(self.analyzer)
 
     def create_schema(self) -> None:
         """Create the tables if missing (idempotent, no commit).
@@ -273,9 +284,14 @@ class LexicalIndex:
         norm = self.k1 * (1.0 - self.b + self.b * dl * (n_chunks / total_length))
         ids, slot = np.unique(chunk_id, return_inverse=True)
         scores = np.bincount(slot, weights=w * idf * tf * (self.k1 + 1.0) / (tf + norm))
-        top = np.argpartition(-scores, k - 1)[:k] if k < ids.size else np.arange(ids.size)
+        # Rounded: scores equal but for summation order tie in id order on every backend.
+        scores = np.round(scores, SCORE_DECIMALS)
+        top = np.arange(ids.size)
+        if k < ids.size:  # the k best, plus every chunk tied with the k-th
+            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            top = np.flatnonzero(scores >= kth)
         # best first; equal scores in id order so results are deterministic
-        order = top[np.lexsort((ids[top], -scores[top]))]
+        order = top[np.lexsort((ids[top], -scores[top]))][:k]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     def vocabulary(self, terms: Collection[str]) -> Mapping[str, int]:

@@ -83,14 +83,15 @@ class FaissSnapshots:
 
     def sync(self) -> bool:
         """Make the FAISS ids equal to the stored chunk ids; True if anything changed."""
-        truth = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
-        have = self.vectors.ids()
-        extra = np.setdiff1d(have, truth, assume_unique=True)
-        missing = np.setdiff1d(truth, have, assume_unique=True)
+        with self.store.reading():  # ids and vectors from one commit
+            truth = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
+            have = self.vectors.ids()
+            extra = np.setdiff1d(have, truth, assume_unique=True)
+            missing = np.setdiff1d(truth, have, assume_unique=True)
+            vecs = self.store.embeddings_for([int(i) for i in missing])
         if len(extra):
             self.vectors.remove(extra)
-        if len(missing):
-            vecs = self.store.embeddings_for([int(i) for i in missing])
+        if vecs:
             self.vectors.add(list(vecs), np.stack(list(vecs.values())))
         return bool(len(extra) or len(missing))
 
