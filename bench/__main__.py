@@ -34,8 +34,9 @@ SECTIONS: dict[str, tuple[str, int]] = {
     "http": ("bench.bench_http", 300),  # latency, then the load test on the same server
     "baselines": ("bench.bench_baselines", 300),
     "load": ("bench.bench_load", 200),  # standalone load test (its own server)
+    "postgres": ("bench.bench_postgres", 600),  # pgvector and FAISS HNSW at 100k, Ray ingest
 }
-DEFAULT_SECTIONS = ("embeddings", "search", "ingest", "http", "baselines")
+DEFAULT_SECTIONS = ("embeddings", "search", "ingest", "http", "baselines", "postgres")
 BUDGET_S = 20 * 60
 
 
