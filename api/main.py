@@ -88,15 +88,25 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
     app.state.runtime = runtime
     install_error_handlers(app)
 
+    _install_routes(app, protected=bool(keys))
+    _install_middleware(app, settings, keys, runtime)
+    return app
+
+
+def _install_routes(app: FastAPI, *, protected: bool) -> None:
     # Declares the bearer scheme in OpenAPI (for /docs); AccessMiddleware enforces it.
-    protected = [Depends(HTTPBearer(auto_error=False))] if keys else []
+    deps = [Depends(HTTPBearer(auto_error=False))] if protected else []
     app.include_router(health.router)
-    app.include_router(health.metrics_router, dependencies=protected)
+    app.include_router(health.metrics_router, dependencies=deps)
     for module in (ask, documents, passages, openai):
-        app.include_router(module.router, dependencies=protected)
+        app.include_router(module.router, dependencies=deps)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
 
+
+def _install_middleware(
+    app: FastAPI, settings: Settings, keys: list[str], runtime: Runtime
+) -> None:
     # Added innermost first: CORS wraps everything, so even 401/413/429 carry its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     per_minute, limit_loopback = rate_policy(settings.rate_limit_per_minute, bool(keys))
@@ -117,4 +127,3 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
             expose_headers=["Retry-After"],
             max_age=600,
         )
-    return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,7 +12,7 @@ from rag.embedding.base import NEAR_DUPLICATE_COSINE
 from rag.retrieve.answer_types import expected_answer_type, quoted_terms
 from rag.retrieve.fusion import fuse
 from rag.retrieve.question_parts import question_parts
-from rag.store.base import text_key
+from rag.store.base import DocumentMeta, text_key
 from rag.store.index import Index
 from rag.text.analysis import detect_language
 from rag.types import Chunk, Filters, FloatArray, Hit, Location
@@ -210,19 +210,53 @@ class Retriever:
         lexical: dict[int, float],
         top_k: int,
     ) -> list[Hit]:
+        kept, folded = self._fold_duplicates(ranked, top_k)
+        store = self.index.store
+        exact_twins = store.duplicates_of([c.chunk_id for c, _ in kept])
+        twins = {
+            chunk.chunk_id: folded.get(chunk.chunk_id, []) + exact_twins.get(chunk.chunk_id, [])
+            for chunk, _ in kept
+        }
+        docs = store.document_meta(
+            {c.doc_id for c, _ in kept} | {o.doc_id for others in twins.values() for o in others}
+        )
+        hits = []
+        for chunk, score in kept:
+            others: dict[int, Chunk] = {}
+            for other in twins[chunk.chunk_id]:
+                others.setdefault(other.chunk_id, other)
+            doc = docs.get(chunk.doc_id)
+            hits.append(
+                Hit(
+                    chunk=chunk,
+                    score=float(score),
+                    title=doc.title if doc else "",
+                    url=doc.url if doc else None,
+                    published=doc.published if doc else None,
+                    source=doc.source if doc else None,
+                    dense_score=dense.get(chunk.chunk_id),
+                    lexical_score=lexical.get(chunk.chunk_id),
+                    duplicates=tuple(_location(o, docs) for o in others.values()),
+                )
+            )
+        return hits
+
+    def _fold_duplicates(
+        self, ranked: Sequence[tuple[int, float]], top_k: int
+    ) -> tuple[list[tuple[Chunk, float]], dict[int, list[Chunk]]]:
+        """The best ``top_k`` distinct chunks, and the near-duplicates folded into each."""
         ids = [cid for cid, _ in ranked]
         chunks = self.index.store.get_chunks(ids)
+        vecs = self.index.store.embeddings_for(ids)
         kept: list[tuple[Chunk, float]] = []
         folded: dict[int, list[Chunk]] = {}
         kept_vecs: list[FloatArray] = []
         kept_keys: list[str] = []
-        vecs = self.index.store.embeddings_for(ids)
         for cid, score in ranked:
             chunk = chunks.get(cid)
             if chunk is None:  # deleted by another process since the FAISS snapshot
                 continue
-            vec = vecs[cid]
-            key = text_key(chunk.text)
+            vec, key = vecs[cid], text_key(chunk.text)
             # Same normalised text (syndicated copy) or nearly the same vector: one hit.
             twin = next(
                 (
@@ -241,37 +275,15 @@ class Retriever:
             kept_keys.append(key)
             if len(kept) >= top_k:
                 break
-        exact_twins = self.index.store.duplicates_of([c.chunk_id for c, _ in kept])
-        meta_ids = {c.doc_id for c, _ in kept}
-        for cid in list(folded) + list(exact_twins):
-            meta_ids.update(c.doc_id for c in folded.get(cid, []) + exact_twins.get(cid, []))
-        docs = self.index.store.document_meta(meta_ids)
-        hits = []
-        for chunk, score in kept:
-            others: dict[int, Chunk] = {}
-            for other in folded.get(chunk.chunk_id, []) + exact_twins.get(chunk.chunk_id, []):
-                others.setdefault(other.chunk_id, other)
-            doc = docs.get(chunk.doc_id)
-            hits.append(
-                Hit(
-                    chunk=chunk,
-                    score=float(score),
-                    title=doc.title if doc else "",
-                    url=doc.url if doc else None,
-                    published=doc.published if doc else None,
-                    source=doc.source if doc else None,
-                    dense_score=dense.get(chunk.chunk_id),
-                    lexical_score=lexical.get(chunk.chunk_id),
-                    duplicates=tuple(
-                        Location(
-                            doc_id=o.doc_id,
-                            chunk_id=o.chunk_id,
-                            start=o.start,
-                            end=o.end,
-                            title=docs[o.doc_id].title if o.doc_id in docs else "",
-                        )
-                        for o in others.values()
-                    ),
-                )
-            )
-        return hits
+        return kept, folded
+
+
+def _location(chunk: Chunk, docs: Mapping[str, DocumentMeta]) -> Location:
+    meta = docs.get(chunk.doc_id)
+    return Location(
+        doc_id=chunk.doc_id,
+        chunk_id=chunk.chunk_id,
+        start=chunk.start,
+        end=chunk.end,
+        title=meta.title if meta else "",
+    )
