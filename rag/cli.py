@@ -295,6 +295,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.store.pg_schema import upgrade
+
+    if not settings.database_url:
+        raise ConfigError("set RAG_DATABASE_URL to the PostgreSQL database to upgrade")
+    before, after = upgrade(settings.database_url.get_secret_value())
+    print(f"database schema at version {after} (was {before})")
+    return EXIT_OK
+
+
 def cmd_models_prepare(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embedding.convert import prepare_default_model
 
@@ -397,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="first bring the index up to date with these files/folders (skipped if fresh)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("db", help="manage the PostgreSQL database (RAG_DATABASE_URL)")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    dp = dsub.add_parser("upgrade", help="create or migrate the schema")
+    dp.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser("models", help="manage embedding models")
     msub = p.add_subparsers(dest="models_command", required=True)

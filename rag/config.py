@@ -34,6 +34,11 @@ class Settings(BaseSettings):
 
     # Storage
     index_dir: Path = Field(Path("vectors"), description="Where the index (SQLite + FAISS) lives.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://… puts the index in PostgreSQL with pgvector instead of"
+        " `index_dir` (shared by API workers and concurrent ingests).",
+    )
     corpus_dir: Path = Field(Path("corpus"), description="Documents `make serve` ingests.")
     model_dir: Path = Field(
         Path("vectors/models"), description="Cache of converted/exported embedding models."

