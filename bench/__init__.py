@@ -121,6 +121,33 @@ def machine_load() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load1": load1, "load5": load5, "load15": load15}
 
 
+def plain_model_files(backend: str) -> tuple[str, str]:
+    """(folder, ONNX file name or "") that the service loads for ``backend``, so a plain
+    sentence-transformers baseline can load the very same model files."""
+    from rag.config import DEFAULT_EMBEDDING_MODEL
+    from rag.embedding.embedder import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(
+        DEFAULT_EMBEDDING_MODEL, model_dir=MODEL_DIR, backend=backend
+    )
+    embedder.load()  # exports the ONNX file once if needed, outside any timed run
+    if backend == "torch":
+        return str(embedder._resolve()[0]), ""
+    onnx_file = embedder._onnx_file
+    return str(onnx_file.parent.parent), str(onnx_file.relative_to(onnx_file.parent.parent))
+
+
+def plain_model(backend: str) -> Any:
+    """A bare ``SentenceTransformer`` over the service's model files for ``backend``."""
+    from sentence_transformers import SentenceTransformer
+
+    folder, file_name = plain_model_files(backend)
+    kwargs: dict[str, Any] = {}
+    if file_name:
+        kwargs = {"backend": "onnx", "model_kwargs": {"file_name": file_name}}
+    return SentenceTransformer(folder, device="cpu", local_files_only=True, **kwargs)
+
+
 _STARTED = time.perf_counter()
 
 

@@ -31,12 +31,21 @@ SECTIONS: dict[str, tuple[str, int]] = {
     "embeddings": ("bench.bench_embeddings", 600),  # the first run also exports ONNX
     "search": ("bench.bench_search", 600),
     "ingest": ("bench.bench_ingest", 480),
-    "http": ("bench.bench_http", 300),  # latency, then the load test on the same server
+    "ingest-ratio": ("bench.bench_ingest_ratio", 600),  # 2 x (rag ingest + plain encoding)
+    "http": ("bench.bench_http", 400),  # latency, then the load test on the same server
     "baselines": ("bench.bench_baselines", 300),
-    "load": ("bench.bench_load", 200),  # standalone load test (its own server)
+    "load": ("bench.bench_load", 260),  # standalone load test (its own server)
     "postgres": ("bench.bench_postgres", 600),  # pgvector and FAISS HNSW at 100k, Ray ingest
 }
-DEFAULT_SECTIONS = ("embeddings", "search", "ingest", "http", "baselines", "postgres")
+DEFAULT_SECTIONS = (
+    "embeddings",
+    "search",
+    "ingest",
+    "ingest-ratio",
+    "http",
+    "baselines",
+    "postgres",
+)
 BUDGET_S = 20 * 60
 
 
@@ -179,29 +188,66 @@ def _run_section(name: str, quick: bool, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _add_ratios(results: dict[str, dict[str, Any]]) -> list[Row]:
-    """Service overhead against the plain in-process baseline, across sections."""
+    """The ratios issue 16 asks for, across sections, with their goals."""
     rows: list[Row] = []
-    base = _find(results, "baselines", "plain", "latency", "p50_ms")
-    if not base:
-        return rows
+    ingest = _find(results, "ingest-ratio", "ingest-ratio", "ratio")
+    if ingest:
+        rows.append(Row("`rag ingest` / plain ST encoding (goal <= 1.5x)", f"{ingest:.2f}x"))
+    base = _find(results, "baselines", "baselines", "plain", "latency", "p50_ms")
     for label, path in (
         ("in-process RagService.search (hybrid)", ("baselines", "service", "latency", "p50_ms")),
         ("HTTP /v1/search (hybrid, loopback)", ("http", "search", "client", "p50_ms")),
     ):
-        value = _find(results, *path)
-        if value:
+        value = _find(results, path[0], path[0], *path[1:])
+        if value and base:
+            goal = " (goal <= 1.15x)" if path[0] == "http" else ""
             rows.append(
                 Row(
-                    f"overhead: {label} / plain ST+FAISS",
+                    f"{label} p50 / plain ST+FAISS{goal}",
                     f"{value / base:.2f}x",
                     f"p50 {value:.1f} ms vs {base:.1f} ms",
                 )
             )
+    scaling = _find(results, "http", "load", "scaling")
+    errors = _find(results, "http", "load", "error_rate")
+    if scaling:
+        rows.append(
+            Row(
+                "requests/s, 16 clients / 1 client (goal >= 1.6x, 0 errors)",
+                f"{scaling:.2f}x",
+                f"error rate under load {errors or 0.0:.1%}",
+            )
+        )
+    rows.extend(_throughput_ratio(results))
     return rows
 
 
-def _find(results: dict[str, dict[str, Any]], section: str, *keys: str) -> float | None:
+def _throughput_ratio(results: dict[str, dict[str, Any]]) -> list[Row]:
+    from rag.config import Settings
+
+    default = Settings().embedding_backend
+    rates: dict[str, float] = {}
+    for part in results.get("embeddings", {}).get("sections", []):
+        for row in part.get("data", {}).get("backends", []):
+            rates[row["backend"]] = float(row["passages_per_s"])
+    if default not in rates or "torch" not in rates:
+        return []
+    return [
+        Row(
+            f"embedding throughput, default backend {default} / torch fp32 (goal >= 1.8x)",
+            f"{rates[default] / rates['torch']:.2f}x",
+            f"{rates[default]:.1f} vs {rates['torch']:.1f} passages/s",
+        )
+    ]
+
+
+def _find(
+    results: dict[str, dict[str, Any]], section: str, part_name: str, *keys: str
+) -> float | None:
+    """A number in the data of the part named ``part_name`` of ``section``'s results."""
     for part in results.get(section, {}).get("sections", []):
+        if part.get("name") != part_name:
+            continue
         node: Any = part.get("data", {})
         for key in keys:
             node = node.get(key) if isinstance(node, dict) else None
@@ -219,7 +265,7 @@ def _table(results: dict[str, dict[str, Any]], extra: list[Row]) -> str:
                 lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
         del name
     for row in extra:
-        lines.append(f"| overhead | {row.measure} | {row.value} | {row.note} |")
+        lines.append(f"| ratios | {row.measure} | {row.value} | {row.note} |")
     return "\n".join(lines)
 
 

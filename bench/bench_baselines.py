@@ -34,6 +34,7 @@ from bench import (
     fmt_latency,
     latency_stats,
     log,
+    plain_model,
     timed,
 )
 
@@ -79,22 +80,25 @@ def measure(
 
 def run(quick: bool = False) -> list[Section]:
     import faiss
-    from sentence_transformers import SentenceTransformer
 
-    from rag.config import DEFAULT_EMBEDDING_MODEL
+    from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
     from rag.embedding.embedder import SentenceTransformerEmbedder, resolve_model
     from rag.ingest.loaders import load_documents
     from rag.service import RagService
     from rag.store.index import embedding_text
 
     repeats = 1 if quick else REPEATS
+    # Service and plain baseline run the same backend: the ratio is the service's overhead.
+    backend = Settings().embedding_backend
     qs = questions()
     section = Section("baselines")
     folder = str(resolve_model(DEFAULT_EMBEDDING_MODEL, MODEL_DIR)[0])
     docs = load_documents([CORPUS_DIR]).documents
 
     with tempfile.TemporaryDirectory(prefix="bench-baselines-") as tmp:
-        embedder = SentenceTransformerEmbedder(DEFAULT_EMBEDDING_MODEL, model_dir=MODEL_DIR)
+        embedder = SentenceTransformerEmbedder(
+            DEFAULT_EMBEDDING_MODEL, model_dir=MODEL_DIR, backend=backend
+        )
         embedder.load()
         log("service: ingest the demo corpus, then search")
         service = RagService(Path(tmp), embedder).open()
@@ -118,7 +122,7 @@ def run(quick: bool = False) -> list[Section]:
 
     # The plain form an expert would write.
     log("plain sentence-transformers + FAISS")
-    model = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    model = plain_model(backend)
     start = time.perf_counter()
     matrix = model.encode(passages, prompt_name="passage", normalize_embeddings=True)
     flat = faiss.IndexFlatIP(matrix.shape[1])

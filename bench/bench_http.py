@@ -70,7 +70,6 @@ def server_env(index_dir: Path) -> dict[str, str]:
     env.update(
         RAG_INDEX_DIR=str(index_dir),
         RAG_MODEL_DIR=str(MODEL_DIR),
-        RAG_EMBEDDING_BACKEND="torch",
         RAG_LLM_MODEL="",
         RAG_API_KEYS="",
         RAG_RATE_LIMIT_PER_MINUTE="0",  # the load test would otherwise measure the limiter
@@ -202,7 +201,7 @@ def run_latency(server: Server, quick: bool) -> Section:
     section.add(
         "server RSS (ready / after latency runs)",
         f"{fmt_bytes(rss_ready)} / {fmt_bytes(rss_after)}",
-        "uvicorn, 1 worker, torch fp32 model loaded",
+        "uvicorn, 1 worker, model of the default backend loaded",
     )
     section.data = {
         "search": search,

@@ -95,30 +95,45 @@ async def load_test(
 
 
 def load_section(server: Server, quick: bool) -> Section:
-    """Run the load test against ``server`` and describe it."""
+    """Run the load test against ``server`` with 1 client, then ``CLIENTS``, and compare."""
     from bench.bench_http import dev_questions
 
     bodies = [{"query": q, "top_k": 5} for q in dev_questions()]
     seconds = 5.0 if quick else SECONDS
     rss_before = rss_bytes(server.pid)
+    log(f"load test: 1 client for {seconds:.0f} s")
+    single = asyncio.run(load_test(server.url, bodies, clients=1, seconds=seconds)).summary()
     log(f"load test: {CLIENTS} clients for {seconds:.0f} s")
     result = asyncio.run(load_test(server.url, bodies, clients=CLIENTS, seconds=seconds))
     rss_after = rss_bytes(server.pid)
     summary = result.summary()
-    lat = summary["latency"]
     section = Section("load")
+    for label, run in (("1 client", single), (f"{CLIENTS} concurrent clients", summary)):
+        lat = run["latency"]
+        section.add(
+            f"/v1/search, {label}, {seconds:.0f} s (closed loop)",
+            f"{run['requests_per_s']:.1f} req/s, errors {run['error_rate']:.1%}",
+            f"{run['requests']} requests; p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, "
+            f"p99 {lat['p99_ms']:.0f} ms (includes queueing)",
+        )
+    scaling = summary["requests_per_s"] / single["requests_per_s"] if single["requests"] else 0.0
     section.add(
-        f"/v1/search, {CLIENTS} concurrent clients, {seconds:.0f} s (closed loop)",
-        f"{summary['requests_per_s']:.1f} req/s, errors {summary['error_rate']:.1%}",
-        f"{summary['requests']} requests; p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, "
-        f"p99 {lat['p99_ms']:.0f} ms (includes queueing)",
+        f"requests/s with {CLIENTS} clients / 1 client",
+        f"{scaling:.2f}x",
+        f"{summary['requests'] - summary['statuses'].get('200', 0)} errors under load",
     )
     section.add(
         "server RSS before / after load",
         f"{fmt_bytes(rss_before)} / {fmt_bytes(rss_after)}",
         "load generator runs on the same 2 cores",
     )
-    section.data = {**summary, "server_rss_before": rss_before, "server_rss_after": rss_after}
+    section.data = {
+        **summary,
+        "single_client": single,
+        "scaling": scaling,
+        "server_rss_before": rss_before,
+        "server_rss_after": rss_after,
+    }
     return section
 
 

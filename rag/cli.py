@@ -273,7 +273,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from rag.store.factory import is_fresh
 
         loaded = load_documents([Path(p) for p in args.ingest])
-        if is_fresh(settings.index_dir, loaded.documents):
+        if is_fresh(settings.index_dir, loaded.documents, settings.window_vectors):
             print(
                 f"index in {settings.index_dir} is up to date ({len(loaded.documents)} documents)"
             )

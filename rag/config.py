@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
+
 DEFAULT_EMBEDDING_MODEL = "intfloat/multilingual-e5-small"
 
 
@@ -52,6 +54,15 @@ class Settings(BaseSettings):
         "torch", description="Inference backend of the embedding model."
     )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Passages per batch.")
+    embedding_threads: int = Field(
+        0, ge=0, le=256, description="Threads of one embedding forward pass; 0 = the runtime's."
+    )
+    window_vectors: WindowVectors = Field(
+        DEFAULT_WINDOW_VECTORS,
+        description="Sentence-window vectors: `separate` embeds each window as a text of its "
+        "own, `late` pools them from the chunk's forward pass; a change re-embeds on the next "
+        "ingest.",
+    )
     chunk_max_tokens: int = Field(
         200, ge=32, le=500, description="Upper bound of a passage in model tokens."
     )

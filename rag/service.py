@@ -14,6 +14,7 @@ from rag.answer.generation import ChatModel, LiteLLMChatModel
 from rag.config import Settings
 from rag.embedding.base import Embedder
 from rag.embedding.embedder import SentenceTransformerEmbedder
+from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
 from rag.errors import DocumentNotFoundError
 from rag.ingest.loaders import Skipped
 from rag.retrieve.retriever import Mode, Retriever
@@ -70,8 +71,10 @@ class RagService:
         max_tokens: int = 200,
         max_top_k: int = 50,
         database_url: str | None = None,
+        window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
     ) -> None:
         self.index_dir = index_dir
+        self.window_vectors: WindowVectors = window_vectors
         self.database_url = database_url
         self.embedder = embedder
         self.chat_model = chat_model
@@ -95,6 +98,7 @@ class RagService:
             model_dir=settings.model_dir,
             backend=settings.embedding_backend,
             batch_size=settings.embedding_batch_size,
+            threads=settings.embedding_threads,
         )
         chat: ChatModel | None = None
         if settings.llm_model:
@@ -120,6 +124,7 @@ class RagService:
             database_url=(
                 settings.database_url.get_secret_value() if settings.database_url else None
             ),
+            window_vectors=settings.window_vectors,
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -134,6 +139,7 @@ class RagService:
                     ann_threshold=self.ann_threshold,
                     max_tokens=self.max_tokens,
                     database_url=self.database_url,
+                    window_vectors=self.window_vectors,
                 )
                 self._retriever = Retriever(self._index, mode=self.mode)
                 self._answerer = Answerer(self.embedder, self.chat_model)

@@ -49,6 +49,16 @@ class FakeEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
         return self._embed(texts)
 
+    def embed_passage_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[FloatArray, list[FloatArray]]:
+        """A span's vector is that of its words (no context: the fake has no encoder)."""
+        windows = [
+            self._embed([text[a:b] for a, b in text_spans]).reshape(-1, self._identity.dimension)
+            for text, text_spans in zip(texts, spans, strict=True)
+        ]
+        return self._embed(texts), windows
+
     def count_tokens(self, text: str) -> int:
         return len(_WORD.findall(text))
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from rag.types import EmbedderIdentity, FloatArray
 
-__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "near_duplicate"]
+__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "SpanEmbedder", "near_duplicate"]
 
 # Two normalised vectors this close say the same thing: syndicated copies of a passage, or
 # one sentence repeated across articles (e5-small puts such pairs at 0.98-1.0).
@@ -27,6 +27,15 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> FloatArray: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class SpanEmbedder(Embedder, Protocol):
+    """An embedder that also returns vectors of character spans of each passage."""
+
+    def embed_passage_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[FloatArray, list[FloatArray]]: ...
 
 
 def near_duplicate(a: FloatArray, b: FloatArray) -> bool:

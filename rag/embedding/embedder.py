@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from rag.embedding import resolve
 from rag.embedding.convert import DEFAULT_MODEL_NAME
+from rag.embedding.late import Span, pool_spans
 from rag.embedding.onnx import ensure_onnx
 from rag.embedding.resolve import cached_sha256, resolve_model
 from rag.errors import ConfigError
@@ -45,6 +46,7 @@ class SentenceTransformerEmbedder:
         backend: str = "torch",
         batch_size: int = 32,
         show_progress: bool = False,
+        threads: int = 0,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"Unknown embedding backend {backend!r}; use one of {BACKENDS}")
@@ -53,6 +55,7 @@ class SentenceTransformerEmbedder:
         self.backend = backend
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.threads = threads  # intra-op threads of one forward pass; 0: the runtime's default
         self._st: Any = None
         self._tokenizer: Tokenizer | None = None
         self._identity: EmbedderIdentity | None = None
@@ -114,7 +117,19 @@ class SentenceTransformerEmbedder:
                 path, self.backend, self.model_dir, version=weights_sha256
             )
             self._onnx_file = folder / file_name
-            kwargs = {"backend": "onnx", "model_kwargs": {"file_name": file_name}}
+            model_kwargs: dict[str, Any] = {"file_name": file_name}
+            if self.threads:
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+                model_kwargs["session_options"] = options
+            kwargs = {"backend": "onnx", "model_kwargs": model_kwargs}
+        elif self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)  # process-wide: torch has no per-model setting
         try:
             return SentenceTransformer(str(folder), device="cpu", local_files_only=True, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
@@ -140,6 +155,47 @@ class SentenceTransformerEmbedder:
         """L2-normalised float32 vectors of passages (with the passage prompt)."""
         self.load()
         return self._encode(texts, self._passage_prompt)
+
+    def embed_passage_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
+    ) -> tuple[FloatArray, list[FloatArray]]:
+        """Passage vectors plus, per passage, vectors of its character ``spans``.
+
+        One forward pass per passage: a span's vector is pooled from the passage's token
+        states (late chunking, ``rag.embedding.late``), not embedded as its own text.
+        Passages are batched by length, so short ones are not padded to long ones.
+        """
+        import torch
+
+        self.load()
+        vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
+        windows: list[FloatArray] = [vectors[:0]] * len(texts)
+        prompt = self._st.prompts[self._passage_prompt] if self._passage_prompt else ""
+        encoded = self._st.tokenizer(
+            [prompt + t for t in texts],
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=self._st.max_seq_length,
+        )
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
+        for at in range(0, len(order), self.batch_size):
+            batch = order[at : at + self.batch_size]
+            features = self._st.preprocess([texts[i] for i in batch], prompt=prompt)
+            with torch.inference_mode():
+                out = self._st(features)
+            for row, i in enumerate(batch):
+                n = len(encoded["input_ids"][i])
+                if out["input_ids"][row][:n].tolist() != encoded["input_ids"][i]:
+                    raise ConfigError(
+                        f"{self.model_name}: token offsets do not match the model's tokens; "
+                        "set RAG_WINDOW_VECTORS=separate"
+                    )
+                states = out["token_embeddings"][row][:n].float().numpy()
+                vectors[i] = out["sentence_embedding"][row].float().numpy()
+                shifted = [(a + len(prompt), b + len(prompt)) for a, b in spans[i]]
+                windows[i] = pool_spans(states, encoded["offset_mapping"][i], shifted)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors, windows
 
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> FloatArray:
         if isinstance(texts, str):

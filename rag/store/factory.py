@@ -16,9 +16,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from rag.embedding.base import Embedder
+from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
 from rag.errors import IndexBusyError
 from rag.store.faiss import FaissVectorStore
-from rag.store.index import Index, content_hash
+from rag.store.index import Index, content_hash, window_vectors_of
 from rag.store.lexical import LexicalIndex
 from rag.store.snapshots import FaissSnapshots
 from rag.store.sqlite import SqliteStore
@@ -57,6 +58,7 @@ def open_index(
     max_tokens: int = 200,
     lock_timeout_s: float = 30.0,
     database_url: str | None = None,
+    window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
 ) -> Index:
     """Open (or create) the index for use with ``embedder``.
 
@@ -64,7 +66,9 @@ def open_index(
     not used; otherwise it is the embedded one in ``directory``.
     """
     if database_url:
-        return open_postgres_index(database_url, embedder, max_tokens=max_tokens)
+        return open_postgres_index(
+            database_url, embedder, max_tokens=max_tokens, window_vectors=window_vectors
+        )
     directory.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(directory / DB_NAME)
     try:
@@ -89,13 +93,20 @@ def open_index(
             write_lock=FileWriteLock(directory / "write.lock", lock_timeout_s),
             snapshots=snapshots,
             location=f"the index in {directory}",
+            window_vectors=window_vectors,
         )
     except BaseException:
         store.close()
         raise
 
 
-def open_postgres_index(url: str, embedder: Embedder, *, max_tokens: int = 200) -> Index:
+def open_postgres_index(
+    url: str,
+    embedder: Embedder,
+    *,
+    max_tokens: int = 200,
+    window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
+) -> Index:
     """Open the index in the PostgreSQL database at ``url``, creating or migrating its schema."""
     from rag.store.pg_lexical import PgLexicalIndex
     from rag.store.pg_schema import PgConnections, upgrade
@@ -113,20 +124,25 @@ def open_postgres_index(url: str, embedder: Embedder, *, max_tokens: int = 200) 
             embedder,
             max_tokens=max_tokens,
             location="the index in the PostgreSQL database",
+            window_vectors=window_vectors,
         )
     except BaseException:
         connections.close()
         raise
 
 
-def is_fresh(directory: Path, docs: Sequence[Document]) -> bool:
+def is_fresh(
+    directory: Path,
+    docs: Sequence[Document],
+    window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
+) -> bool:
     """True when the index holds exactly ``docs``, unchanged (checked without any model)."""
     db = directory / DB_NAME
     if not db.exists():
         return False
     store = SqliteStore(db)
     try:
-        if store.embedder_identity() is None:
+        if store.embedder_identity() is None or window_vectors_of(store) != window_vectors:
             return False
         return store.content_hashes() == {d.doc_id: content_hash(d) for d in docs}
     finally:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from rag.embedding.base import Embedder
+from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WINDOW_VECTORS, WindowVectors
 from rag.errors import DocumentNotFoundError, IndexMismatchError
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loaders import Skipped
@@ -49,6 +50,7 @@ __all__ = [
     "embed_chunks",
     "embedding_text",
     "window_texts",
+    "window_vectors_of",
 ]
 
 
@@ -63,7 +65,8 @@ class WriteLock(Protocol):
 # Bumped when cleaning, sentence splitting, chunking or windows change what is stored for
 # the same input: every document's hash changes and the manifest's version differs, so
 # ingests re-process and re-embed (no vector reuse) until one run has covered every stored
-# document. 2: clauses broken by a blank line.
+# document. 2: clauses broken by a blank line. How window vectors are made is recorded
+# apart (the manifest's window_vectors), with the same effect when it changes.
 PROCESSING_VERSION = 2
 
 
@@ -85,6 +88,12 @@ def content_hash(doc: Document) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def window_vectors_of(store: DocumentStore) -> object:
+    """How the stored window vectors were made (``rag.embedding.late.WINDOW_VECTORS``)."""
+    # Indexes from before late chunking embedded windows separately and recorded nothing.
+    return store.get_meta("window_vectors") or "separate"
+
+
 class Index:
     """Ingest into and search over a document store, a lexical index and a vector store."""
 
@@ -99,7 +108,11 @@ class Index:
         write_lock: WriteLock | None = None,
         snapshots: FaissSnapshots | None = None,
         location: str = "the index",
+        window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
     ) -> None:
+        if window_vectors not in WINDOW_VECTORS:
+            raise ValueError(f"window_vectors must be one of {WINDOW_VECTORS}")
+        self.window_vectors = window_vectors
         self.store = store
         self.lexical = lexical
         self.vectors = vectors
@@ -213,18 +226,23 @@ class Index:
             try:
                 self.store.set_embedder_identity(self.embedder.identity)
                 self.store.set_meta("processing_version", PROCESSING_VERSION)
+                self.store.set_meta("window_vectors", self.window_vectors)
                 self.store.commit()
             except BaseException:
                 self.store.rollback()
                 raise
         # Set only after a run that covered every stored document: a run cut short, or one
         # over a few files, leaves old vectors that must not be reused next time either.
-        self._reuse_vectors = self.store.get_meta("processing_version") == PROCESSING_VERSION
+        self._reuse_vectors = (
+            self.store.get_meta("processing_version") == PROCESSING_VERSION
+            and window_vectors_of(self.store) == self.window_vectors
+        )
 
     def _finish_run(self, seen: set[str], changed: bool) -> None:
         if not self._reuse_vectors and set(self.store.doc_ids()) <= seen:
             self.store.begin()
             self.store.set_meta("processing_version", PROCESSING_VERSION)
+            self.store.set_meta("window_vectors", self.window_vectors)
             self.store.commit()
         if self.snapshots is not None:
             with self._sync_lock:
@@ -288,7 +306,7 @@ class Index:
             windows.update(self.store.windows_for(list(stored), self.embedder.identity.dimension))
         fresh = [c for c in chunks if c.chunk_id not in known]
         if fresh:
-            new_vecs, new_wins = embed_chunks(self.embedder, fresh)
+            new_vecs, new_wins = embed_chunks(self.embedder, fresh, self.window_vectors)
             known.update(zip((c.chunk_id for c in fresh), new_vecs, strict=True))
             windows.update(zip((c.chunk_id for c in fresh), new_wins, strict=True))
         n_given = sum(len(g.chunks) for g in given)

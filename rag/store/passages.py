@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.embedding.base import Embedder
+from rag.embedding.base import Embedder, SpanEmbedder
+from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
 from rag.text.sentences import split_sentences
 from rag.types import Chunk, Document, FloatArray
 
@@ -20,32 +21,45 @@ def embedding_text(chunk: Chunk) -> str:
 WINDOW_SIZES = (1, 2)  # sentences per window (docs/tuning.md)
 
 
-def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]:
-    """Runs of ``sizes`` neighbouring sentences of a chunk, each with the headline.
+def window_spans(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[tuple[int, int]]:
+    """Character spans, in ``embedding_text(chunk)``, of runs of ``sizes`` sentences.
 
     One sentence's fact is diluted in the vector of a 200-token passage, so the retriever
     also scores a chunk by its best window. A run as long as the chunk is left out (the
     chunk's own vector covers it); a one-sentence chunk has no windows.
     """
     spans = split_sentences(chunk.text)
-    prefix = f"{chunk.context}\n" if chunk.context else ""
+    shift = len(embedding_text(chunk)) - len(chunk.text)
     return [
-        prefix + chunk.text[spans[i][0] : spans[i + size - 1][1]]
+        (shift + spans[i][0], shift + spans[i + size - 1][1])
         for size in sizes
         if size < len(spans)
         for i in range(len(spans) - size + 1)
     ]
 
 
+def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]:
+    """The windows of ``window_spans`` as texts of their own, each with the headline."""
+    prefix = f"{chunk.context}\n" if chunk.context else ""
+    text = embedding_text(chunk)
+    return [prefix + text[a:b] for a, b in window_spans(chunk, sizes)]
+
+
 def embed_chunks(
-    embedder: Embedder, chunks: Sequence[Chunk]
+    embedder: Embedder,
+    chunks: Sequence[Chunk],
+    window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
 ) -> tuple[list[FloatArray], list[FloatArray]]:
     """Each chunk's vector and its windows' vectors (one array per chunk, possibly empty).
 
     The one place chunks are embedded: ``Index.ingest`` and the Ray bulk ingest both call it,
-    so the two paths store identical vectors.
+    so the two paths store identical vectors. ``window_vectors="late"`` pools the windows
+    from the chunk's own forward pass where the embedder can (``SpanEmbedder``).
     """
     texts = [embedding_text(c) for c in chunks]
+    if window_vectors == "late" and isinstance(embedder, SpanEmbedder):
+        vectors, late = embedder.embed_passage_spans(texts, [window_spans(c) for c in chunks])
+        return list(vectors), late
     wins = [window_texts(c) for c in chunks]
     # One call: the embedder batches chunks and windows together.
     vecs = embedder.embed_passages(texts + [t for w in wins for t in w])
