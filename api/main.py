@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
@@ -18,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from api.deps import Runtime
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.openai_schemas import pin_dimensions
 from api.routes import ask, documents, health, openai, passages, web
 from api.security import (
     AccessMiddleware,
@@ -90,7 +92,26 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
 
     _install_routes(app, protected=bool(keys))
     _install_middleware(app, settings, keys, runtime)
+    _install_openapi(app, runtime)
     return app
+
+
+def _install_openapi(app: FastAPI, runtime: Runtime) -> None:
+    final: dict[str, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        # The embedding model's dimension is known once the index is open; until then the
+        # document is built afresh on every request.
+        if "schema" in final:
+            return final["schema"]
+        app.openapi_schema = None
+        schema = FastAPI.openapi(app)
+        if runtime.service.ready:
+            pin_dimensions(schema, runtime.service.embedder.identity.dimension)
+            final["schema"] = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_routes(app: FastAPI, *, protected: bool) -> None:

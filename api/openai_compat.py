@@ -42,6 +42,8 @@ _QUOTES = {"de": ("„", "“"), "en": ("“", "”")}
 # (\\[1\\]) is what Open WebUI's math renderer reads as display math.
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|$~]")
 _QUOTE_CHARS = 200
+# The reply to a conversation without user text (no retrieval runs).
+ASK_FOR_QUESTION = "Ask a question about the documents, e.g. who said what and when."
 _NOTES = {
     "de": "_Die Nachricht hat {total} Zeichen; gesucht wurde mit {kept} davon (Anfang und Ende)._",
     "en": "_The message has {total} characters; the search used {kept} of them (start and end)._",
@@ -149,20 +151,24 @@ def source_event(citation: Citation, link: Link) -> dict[str, object]:
 
 
 def split_conversation(messages: Sequence[ChatMessageIn]) -> tuple[str, list[Turn]]:
-    """The last user message is the question; earlier user/assistant turns are history."""
-    if not messages or messages[-1].role != "user":
-        raise ValueError("the last message must have role 'user' (the question)")
-    question = messages[-1].text().strip()
-    if not question:
-        raise ValueError("the last user message has no text")
+    """The last user message with text is the question; earlier user/assistant turns are history.
+
+    Messages after it (tool results, an assistant's partial reply) add nothing to a corpus
+    question. Without any user text the question is "" (the caller asks for one).
+    """
+    last = max(
+        (i for i, m in enumerate(messages) if m.role == "user" and m.text().strip()), default=-1
+    )
+    if last < 0:
+        return "", []
     history: list[Turn] = []
-    for message in messages[:-1]:
+    for message in messages[:last]:
         text = message.text().strip()
         if message.role == "user" and text:
             history.append(Turn("user", text))
         elif message.role == "assistant" and text:
             history.append(Turn("assistant", strip_sources(text)))
-    return question, history
+    return messages[last].text().strip(), history
 
 
 def new_completion_id() -> str:

@@ -7,13 +7,14 @@ refusing them would break those clients.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
-from api.schemas import CleanStr, FiltersIn, TopK
+from api.schemas import CleanStr, FiltersIn, TopK, whole_number
 
 CORPUS_MODEL = "rag-corpus"
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit per request
 
 
 class LenientModel(BaseModel):
@@ -54,7 +55,9 @@ class ChatCompletionRequest(LenientModel):
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=200)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: StrictInt | None = Field(None, ge=1, le=1, description="Only one choice is produced.")
+    n: Annotated[int, Strict(), Field(ge=1, le=1), BeforeValidator(whole_number)] | None = Field(
+        None, description="Only one choice is produced."
+    )
     response_format: ResponseFormat | None = None
     # Extensions (ignored by OpenAI, honoured here).
     top_k: TopK | None = None
@@ -129,10 +132,12 @@ class ChatCompletionChunk(BaseModel):
 class EmbeddingRequest(LenientModel):
     """``POST /v1/embeddings``."""
 
-    input: CleanStr | list[CleanStr] = Field(description="A text or a list of texts.")
+    input: (
+        CleanStr | Annotated[list[CleanStr], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    ) = Field(description=f"A text or a list of 1 to {MAX_EMBEDDING_INPUTS} texts.")
     model: str = Field("", description="Any name; the index's embedding model is used.")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: StrictInt | None = Field(None, ge=1)
+    dimensions: Annotated[int, Strict(), Field(ge=1), BeforeValidator(whole_number)] | None = None
     # Extension: e5-style models embed questions and passages differently.
     input_type: Literal["query", "passage"] = Field(
         "passage", description="`query` for search questions, `passage` for documents."
@@ -167,3 +172,16 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+def pin_dimensions(openapi: dict[str, Any], dimension: int) -> None:
+    """State in the OpenAPI document that ``dimensions`` can only be the model's dimension."""
+    props = openapi["components"]["schemas"]["EmbeddingRequest"]["properties"]
+    props["dimensions"] = {
+        "anyOf": [
+            {"type": "integer", "minimum": dimension, "maximum": dimension},
+            {"type": "null"},
+        ],
+        "description": f"Only this model's dimension ({dimension}); omit it for the same result.",
+        "title": "Dimensions",
+    }

@@ -12,9 +12,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
-    StrictInt,
-    model_validator,
 )
 
 from rag.types import Answer, Citation, Filters, Hit, Location, Turn
@@ -40,7 +39,11 @@ def _iso_date_text(value: object) -> object:
 
 CleanStr = Annotated[str, AfterValidator(clean_text)]
 # "Not only whitespace" as a pattern, so the OpenAPI schema says it too.
-NOT_BLANK = r"\S"
+# Written out so that every regex engine agrees (ECMA's \s lacks U+0085, Python's strip()
+# also removes U+001C-U+001F): one character that is neither blank nor a separator.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+# A letter (any script): text without one is only numbers and punctuation, i.e. page chrome.
+HAS_LETTER = r"[^\W\d_]"
 Question = Annotated[str, Field(min_length=1, pattern=NOT_BLANK), AfterValidator(clean_text)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
@@ -61,13 +64,8 @@ class FiltersIn(StrictModel):
         default_factory=list, max_length=100, description="Only these publishers/sites."
     )
     published_from: IsoDate | None = Field(None, description="Published on or after (ISO date).")
+    # A range that ends before it starts is valid and matches nothing, like an unknown doc id.
     published_to: IsoDate | None = Field(None, description="Published on or before (ISO date).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FiltersIn:
-        if self.published_from and self.published_to and self.published_from > self.published_to:
-            raise ValueError("published_from must not be after published_to")
-        return self
 
     def to_filters(self) -> Filters:
         return Filters(
@@ -86,8 +84,19 @@ class TurnIn(StrictModel):
         return Turn(role=self.role, content=self.content)
 
 
+def whole_number(value: object) -> object:
+    # JSON Schema's "integer" includes 18.0; strings and booleans stay errors (StrictInt).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Constraints go before the validator: after it they would leave the OpenAPI schema.
 TopK = Annotated[
-    StrictInt, Field(ge=1, le=50, description="Passages to retrieve (capped by RAG_MAX_TOP_K).")
+    int,
+    Strict(),
+    Field(ge=1, le=50, description="Passages to retrieve (capped by RAG_MAX_TOP_K)."),
+    BeforeValidator(whole_number),
 ]
 
 
@@ -118,10 +127,14 @@ class DocumentCreate(StrictModel):
     id: CleanStr = Field(
         min_length=1,
         max_length=200,
-        pattern=r"^[^\x00-\x20](?:[^\x00-\x1f]*[^\x00-\x20])?$",
+        pattern=r"^[^\s\x00-\x1f\x85](?:[^\x00-\x1f]*[^\s\x00-\x1f\x85])?$",
         description="Unique id; no control characters, no blanks at either end.",
     )
-    text: CleanStr = Field(min_length=1, pattern=NOT_BLANK)
+    text: CleanStr = Field(
+        min_length=1,
+        pattern=HAS_LETTER,
+        description="The article text; a text of only numbers, links or page chrome is refused.",
+    )
     title: CleanStr | None = Field(None, max_length=1000)
     url: CleanStr | None = Field(None, max_length=2000)
     published: IsoDate | None = None

@@ -13,6 +13,7 @@ from openai.types.chat import ChatCompletion as OpenAIChatCompletion
 from openai.types.chat import ChatCompletionChunk as OpenAIChunk
 
 from api.openai_compat import (
+    ASK_FOR_QUESTION,
     MARKER,
     ChunkWriter,
     annotations_for,
@@ -142,8 +143,10 @@ def test_split_conversation_uses_last_user_message_and_cleans_history() -> None:
         ("user", "Erste Frage?"),
         ("assistant", "Frühere Antwort [1]."),
     ]
-    with pytest.raises(ValueError, match="last message"):
-        split_conversation(messages[:3])
+    # Messages after the last user text (an assistant turn, a tool result) are not the question.
+    assert split_conversation(messages[:3]) == ("Erste Frage?", [])
+    assert split_conversation([*messages, ChatMessageIn(role="tool")])[0] == "Und dann?"
+    assert split_conversation([messages[0], ChatMessageIn(role="user", content=" ")]) == ("", [])
 
 
 def test_completion_matches_openai_schema() -> None:
@@ -369,6 +372,14 @@ def test_stream_sends_source_events_before_annotations_and_ends_with_done(
     annotations = chunks[annotated[0]]["choices"][0]["delta"]["annotations"]  # type: ignore[index]
     assert {a["url_citation"]["url"] for a in annotations} <= urls
     _check_annotations(content, annotations, api_live_url)
+
+
+@pytest.mark.slow
+def test_conversation_without_user_text_gets_asked_for_a_question(api_live_url: str) -> None:
+    for messages in ([{"role": "tool"}], [{"role": "system", "content": "Sei knapp."}]):
+        reply = httpx.post(f"{api_live_url}/v1/chat/completions", json={"messages": messages})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == ASK_FOR_QUESTION
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -22,13 +23,21 @@ from api.schemas import (
     DocumentSummary,
     IngestResult,
 )
-from rag.ingest.loaders import document_from_text, documents_from_upload
+from rag.ingest.loaders import SUPPORTED_SUFFIXES, document_from_text, documents_from_upload
 from rag.service import RagService
 from rag.types import Document
 
 router = APIRouter(prefix="/v1", tags=["documents"], responses=COMMON_ERRORS)
 
 MAX_FILES = 100
+# Content types of uploads and the file name ending each is read as, for names without one.
+UPLOAD_TYPES = {
+    "text/plain": ".txt",
+    "text/markdown": ".md",
+    "text/html": ".html",
+    "application/x-ndjson": ".jsonl",
+    "application/jsonl": ".jsonl",
+}
 MAX_JSON_DOCUMENTS = 1000
 _JSON_DOCS: TypeAdapter[DocumentCreate | list[DocumentCreate]] = TypeAdapter(
     DocumentCreate | list[DocumentCreate]
@@ -44,7 +53,12 @@ def _upload_body_schema() -> dict[str, Any]:
                 "schema": {
                     "anyOf": [
                         single,
-                        {"type": "array", "items": single, "maxItems": MAX_JSON_DOCUMENTS},
+                        {
+                            "type": "array",
+                            "items": single,
+                            "minItems": 1,
+                            "maxItems": MAX_JSON_DOCUMENTS,
+                        },
                     ]
                 }
             },
@@ -53,13 +67,16 @@ def _upload_body_schema() -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Files: .txt, .md, .html or .jsonl (a document a line).",
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A text file: .txt, .md, .html or .jsonl (a document "
+                            "a line), known by its name or its content type; repeat the field "
+                            f"for more files (up to {MAX_FILES}).",
                         }
                     },
                     "required": ["file"],
-                }
+                },
+                "encoding": {"file": {"contentType": ", ".join(UPLOAD_TYPES)}},
             },
         },
     }
@@ -126,6 +143,7 @@ async def _documents_from_json(request: Request) -> list[Document]:
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     items = parsed if isinstance(parsed, list) else [parsed]
+    # The OpenAPI schema states both limits (minItems, maxItems); these say them in words.
     if not items:
         raise HTTPException(422, "body: send a document object or a non-empty list of them")
     if len(items) > MAX_JSON_DOCUMENTS:
@@ -148,16 +166,29 @@ def _from_json_items(items: list[DocumentCreate]) -> list[Document]:
     ]
 
 
+def _upload_name(filename: str | None, content_type: str | None) -> str:
+    """The file name, with the ending of its content type when the name has no known one."""
+    name = filename or "upload"
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if PurePath(name).suffix.lower() not in SUPPORTED_SUFFIXES and kind in UPLOAD_TYPES:
+        return name + UPLOAD_TYPES[kind]
+    return name
+
+
 async def _documents_from_form(request: Request) -> list[Document]:
     form = await request.form(max_files=MAX_FILES, max_fields=MAX_FILES)
     try:
-        uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-        if not uploads:
+        # A part without a file name but with a text content type is a file as well.
+        parts = [(k, v) for k, v in form.multi_items() if k == "file" or isinstance(v, UploadFile)]
+        if not parts:
             raise HTTPException(422, "file: attach at least one file in the form field 'file'")
         found: list[Document] = []
-        for upload in uploads:
-            data = await upload.read()
-            name = upload.filename or "upload.txt"
+        for _, part in parts:
+            if isinstance(part, UploadFile):
+                data = await part.read()
+                name = _upload_name(part.filename, part.content_type)
+            else:
+                data, name = part.encode("utf-8", "replace"), "file.txt"
             found.extend(await run_in_threadpool(documents_from_upload, name, data))
         return found
     finally:

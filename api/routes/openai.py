@@ -17,6 +17,7 @@ from api.chat_tasks import ChatTask, fallback_reply, recognise
 from api.deps import Links, LinksDep, Runtime, RuntimeDep, ServiceDep, SettingsDep
 from api.errors import rag_error_status, scrub_paths
 from api.openai_compat import (
+    ASK_FOR_QUESTION,
     ChunkWriter,
     annotations_for,
     completion,
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=COMMON_ERRORS)
 
-MAX_EMBEDDING_INPUTS = 2048
 _STARTED = int(time.time())
 
 
@@ -112,12 +112,9 @@ async def chat_completions(
         [(m.role, m.text()) for m in body.messages],
         body.response_format.model_dump() if body.response_format else None,
     )
-    if task is not None:
+    question, history = split_conversation(body.messages)
+    if task is not None or not question:
         return await _task_reply(body, task, service)
-    try:
-        question, history = split_conversation(body.messages)
-    except ValueError as exc:
-        raise HTTPException(422, f"messages: {exc}") from None
     # Retrieval (and the answer's sentence choice) uses at most max_question_chars.
     used = retrieval_question(question, settings.max_question_chars)
     kwargs: dict[str, Any] = {
@@ -198,11 +195,16 @@ async def _answer_stream(
 
 
 async def _task_reply(
-    body: ChatCompletionRequest, task: ChatTask, service: RagService
+    body: ChatCompletionRequest, task: ChatTask | None, service: RagService
 ) -> ChatCompletion | StreamingResponse:
-    """A background task's reply: the LLM's (messages unchanged) or the shape asked for."""
+    """A background task's reply: the LLM's (messages unchanged) or the shape asked for.
+
+    Without a task (no user text at all) the reply asks for a question.
+    """
     messages = [(m.role, m.text()) for m in body.messages]
-    if service.chat_model is not None:
+    if task is None:
+        text = ASK_FOR_QUESTION
+    elif service.chat_model is not None:
         chat = [{"role": r, "content": t} for r, t in messages if r in _LLM_ROLES]
         text = await run_in_threadpool(service.chat_model.complete, chat)
     else:
@@ -241,10 +243,6 @@ def _no_link(chunk_id: int, start: int | None, end: int | None) -> str:
 async def embeddings(body: EmbeddingRequest, service: ServiceDep) -> EmbeddingResponse:
     """Vectors of the index's embedding model (L2-normalised float32)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts:
-        raise HTTPException(422, "input: give a text or a non-empty list of texts")
-    if len(texts) > MAX_EMBEDDING_INPUTS:
-        raise HTTPException(422, f"input: at most {MAX_EMBEDDING_INPUTS} texts per request")
     dimension = service.embedder.identity.dimension
     if body.dimensions is not None and body.dimensions != dimension:
         raise HTTPException(

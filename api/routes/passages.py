@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +33,12 @@ def _load(service: RagService, chunk_id: int) -> tuple[Chunk, Document]:
     return chunk, service.get_document(chunk.doc_id)
 
 
+_START = (
+    "Quote start (document offset); `start` and `end` highlight the quote when "
+    "start < end <= the document's length, otherwise the passage shows without one."
+)
+
+
 @router.get(
     "/passages/{chunk_id}",
     response_model=PassageView,
@@ -48,7 +54,7 @@ async def get_passage(
     request: Request,
     service: ServiceDep,
     chunk_id: Annotated[int, Path(ge=0, le=MAX_CHUNK_ID)],
-    start: Annotated[int | None, Query(ge=0, description="Quote start (document offset).")] = None,
+    start: Annotated[int | None, Query(ge=0, description=_START)] = None,
     end: Annotated[int | None, Query(ge=0, description="Quote end (document offset).")] = None,
     format: Annotated[
         Literal["html", "json"] | None, Query(description="Default: by Accept.")
@@ -58,14 +64,8 @@ async def get_passage(
     """The passage in its document; ``start``/``end`` highlight a quote inside it."""
     chunk, document = await run_in_threadpool(_load, service, chunk_id)
     quote: tuple[int, int] | None = None
-    if (start is None) != (end is None):
-        raise HTTPException(422, "start, end: give both offsets of the quote, or neither")
-    if start is not None and end is not None:
-        if not start < end <= len(document.text):
-            raise HTTPException(
-                422,
-                f"start, end: need start < end <= {len(document.text)} (the document's length)",
-            )
+    # A link is not an edit: a range that does not fit the document just highlights nothing.
+    if start is not None and end is not None and start < end <= len(document.text):
         quote = (start, end)
     if _wants_json(request, format):
         return PassageView(
