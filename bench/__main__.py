@@ -35,7 +35,9 @@ SECTIONS: dict[str, tuple[str, int]] = {
     "http": ("bench.bench_http", 400),  # latency, then the load test on the same server
     "baselines": ("bench.bench_baselines", 300),
     "load": ("bench.bench_load", 260),  # standalone load test (its own server)
-    "postgres": ("bench.bench_postgres", 600),  # pgvector and FAISS HNSW at 100k, Ray ingest
+    "postgres": ("bench.bench_postgres", 600),  # pgvector and FAISS HNSW at 100k
+    "ray": ("bench.bench_postgres:run_ingest", 600),  # ingest in process and on a local Ray
+    "workers": ("bench.bench_workers", 600),  # rag serve --workers 4 on PostgreSQL, 60 s load
 }
 DEFAULT_SECTIONS = (
     "embeddings",
@@ -45,6 +47,7 @@ DEFAULT_SECTIONS = (
     "http",
     "baselines",
     "postgres",
+    "ray",
 )
 BUDGET_S = 20 * 60
 
@@ -79,8 +82,9 @@ def _entry(module_name: str) -> Callable[[bool], list[Section]]:
     """A section module's ``run(quick) -> list[Section]``."""
     if module_name == "bench.bench_embeddings":
         return _run_embeddings
+    module_name, _, function = module_name.partition(":")
     module = importlib.import_module(module_name)
-    run: Callable[[bool], list[Section]] = module.run
+    run: Callable[[bool], list[Section]] = getattr(module, function or "run")
     return run
 
 

@@ -229,8 +229,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check_workers(workers: int, settings: Settings) -> None:
     """Several API processes need an index they can all read and write: not the embedded one."""
-    # RAG_DATABASE_URL selects the PostgreSQL backend, the one index workers can share.
-    if workers > 1 and not getattr(settings, "database_url", None):
+    if workers > 1 and not settings.database_url:
         raise ConfigError(
             f"--workers {workers} needs the PostgreSQL backend (set RAG_DATABASE_URL): the "
             "embedded SQLite + FAISS index is written by one process, and each worker would "

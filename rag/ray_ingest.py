@@ -5,7 +5,7 @@ embedding actor loads the model once from the folder the driver resolved (so no 
 anything up on a hub). The driver reads the embedded documents in order and writes them through
 ``Index.ingest`` as ``EmbeddedDocument``s, so batching, transactions, replacement of changed
 documents and progress are those of the in-process path, on whatever store the Index has.
-Chunks and windows are embedded by ``rag.store.index.embed_chunks``, the function the Index
+Chunks and windows are embedded by ``rag.store.passages.embed_chunks``, the function the Index
 itself uses, so both paths store the same vectors.
 
 Rows travel as pickled bytes: documents, chunks and variable-sized window arrays need no
@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from rag.embedding.embedder import SentenceTransformerEmbedder
+from rag.embedding.late import WindowVectors
 from rag.errors import ConfigError, IndexMismatchError
 from rag.ingest.chunking import chunk_document
 from rag.ingest.loaders import Skipped, list_files, load_file
@@ -35,6 +36,7 @@ from rag.store.index import (
     Progress,
     content_hash,
     embed_chunks,
+    window_vectors_of,
 )
 from rag.types import Chunk, Document
 
@@ -103,7 +105,9 @@ def _chunk(
 class _EmbedActor:
     """One model per actor; embeds a batch of chunked documents in one ``embed_chunks`` call."""
 
-    def __init__(self, model_path: str, model_dir: str, backend: str, threads: int) -> None:
+    def __init__(
+        self, model_path: str, model_dir: str, backend: str, threads: int, windows: str
+    ) -> None:
         import torch
 
         torch.set_num_threads(threads)
@@ -111,11 +115,13 @@ class _EmbedActor:
             model_path, model_dir=Path(model_dir), backend=backend
         )
         self.weights = self.embedder.identity.weights_sha256
+        self.windows = cast(WindowVectors, windows)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(raw) for raw in batch["item"]]
         chunked: list[tuple[Document, list[Chunk]]] = [i for i in items if isinstance(i, tuple)]
-        vecs, wins = embed_chunks(self.embedder, [c for _, cs in chunked for c in cs])
+        chunks = [c for _, cs in chunked for c in cs]
+        vecs, wins = embed_chunks(self.embedder, chunks, self.windows)
         out: list[bytes] = []
         at = 0
         for item in items:
@@ -156,7 +162,10 @@ def _connect(options: RayOptions) -> bool:
 
 def _unchanged(index: Index) -> dict[str, str]:
     """Content hashes of stored documents that a run may skip (none after a version change)."""
-    if index.store.get_meta("processing_version") != PROCESSING_VERSION:
+    if (
+        index.store.get_meta("processing_version") != PROCESSING_VERSION
+        or window_vectors_of(index.store) != index.window_vectors
+    ):
         return {}
     return index.store.content_hashes()
 
@@ -174,7 +183,10 @@ def _pipeline(
     if not files:
         return None
     ds: Any = ray.data.from_items(files, override_num_blocks=len(files))
-    ds = ds.flat_map(_load).map(
+    # Streaming re-blocking: a big .jsonl file is one load task, but its documents should
+    # reach every actor, a batch at a time.
+    ds = ds.flat_map(_load).repartition(target_num_rows_per_block=options.batch_docs)
+    ds = ds.map(
         _chunk,
         fn_kwargs={
             "model_path": model[0],
@@ -189,6 +201,7 @@ def _pipeline(
             "model_dir": model[1],
             "backend": model[2],
             "threads": options.cpus_per_actor,
+            "windows": index.window_vectors,  # separate or late, as the Index embeds them
         },
         batch_size=options.batch_docs,
         batch_format="numpy",

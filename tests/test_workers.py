@@ -106,3 +106,16 @@ def test_metrics_add_up_over_uvicorn_worker_processes(tmp_path: Path) -> None:
     # Every view, whichever worker rendered it, counts the requests of both.
     assert all(_count(view, "/healthz") == 60 for view in views)
     assert not metrics_dir.exists()  # removed when the server stops
+
+
+@pytest.mark.slow
+def test_workers_on_postgres_share_one_index_under_load(postgres_url: str, tmp_path: Path) -> None:
+    from bench.bench_workers import check_workers
+
+    result = check_workers(postgres_url, tmp_path, workers=2, clients=8, seconds=5.0)
+    assert result["add_status"] == 201
+    # A write through one worker is found at once through both.
+    assert result["probes_found"] == result["probes"]
+    assert result["workers_answering_probes"] == 2
+    load = result["load"]
+    assert load["requests"] > 0 and load["statuses"] == {"200": load["requests"]}
