@@ -43,6 +43,7 @@ bench: install
 
 eval: install
 	$(BIN)/rag eval eval/data/germanquad --split test --index-dir vectors/germanquad --out bench/results/germanquad-test.json
+	$(BIN)/rag eval eval/data/xquad-de --split test --modes hybrid --index-dir vectors/xquad --out bench/results/xquad-test.json
 	$(BIN)/rag ingest corpus/ --quiet
 	$(BIN)/rag eval eval/data/dev/dev.jsonl --out bench/results/dev-eval.json
 
@@ -51,4 +52,4 @@ fix: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache vectors/index.sqlite3* vectors/faiss-* vectors/germanquad
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache vectors/index.sqlite3* vectors/faiss-* vectors/germanquad vectors/xquad

@@ -224,6 +224,21 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         out=args.out,
         modes=args.modes,
         index_dir=args.index_dir,
+        every=args.every,
+    )
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.tuning import run_tune
+
+    return run_tune(
+        settings,
+        xquad=Path(args.xquad),
+        qa=Path(args.qa) if args.qa else None,
+        index_dir=Path(args.index_dir),
+        out=Path(args.out),
+        with_ablation=args.ablation,
+        every=args.every,
     )
 
 
@@ -388,7 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="BEIR: keep the index here (default: a temporary one); a later run reuses it",
     )
+    p.add_argument(
+        "--every", type=int, default=1, help="BEIR: evaluate one question in N (a fixed sample)"
+    )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tune", help="fit the answer sentence selector on the dev data")
+    p.add_argument("--xquad", default="eval/data/xquad-de", help="BEIR folder with answers.jsonl")
+    p.add_argument(
+        "--qa", default="eval/data/dev/dev.jsonl", help="QA file over the index (empty: none)"
+    )
+    p.add_argument("--index-dir", default="vectors/xquad", help="index for the XQuAD corpus")
+    p.add_argument("--out", default="rag/answer/selector.json", help="where to write the weights")
+    p.add_argument("--ablation", action="store_true", help="also refit without each feature")
+    p.add_argument("--every", type=int, default=1, help="use one dev question in N")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("serve", help="serve the HTTP API and chat page")
     p.add_argument("--host", default=None)

@@ -13,6 +13,7 @@ import json
 import math
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -264,11 +265,22 @@ def load_beir(
     return corpus, queries, dict(qrels)
 
 
+def every_nth(queries: dict[str, str], every: int) -> dict[str, str]:
+    """A fixed 1-in-``every`` sample of the queries, by question: the translations of one
+    question ("<id>-de", "<id>-en") are kept or dropped together."""
+    if every <= 1:
+        return queries
+    return {
+        q: t for q, t in queries.items() if zlib.crc32(q.rsplit("-", 1)[0].encode()) % every == 0
+    }
+
+
 def evaluate_beir(
     settings: Settings,
     folder: Path,
     *,
     split: str | None = None,
+    every: int = 1,
     modes: Sequence[Mode] = MODES,
     limit_docs: int | None = None,
     embedder: Embedder | None = None,
@@ -280,13 +292,17 @@ def evaluate_beir(
     (the other split, other settings) re-embed nothing, since ingestion skips unchanged
     documents.
     """
+    from rag import answer_metrics
     from rag.ingest.loaders import document_from_text
 
     corpus, queries, qrels = load_beir(folder, split)
+    queries = every_nth(queries, every)
+    gold = answer_metrics.load_answers(folder)
     if limit_docs is not None:
         corpus = corpus[:limit_docs]
         kept = {d["id"] for d in corpus}
         queries = {q: t for q, t in queries.items() if qrels.get(q, set()) & kept}
+    asked = {q: t for q, t in queries.items() if q in gold}
     queries = {q: t for q, t in queries.items() if q in qrels}
     place: AbstractContextManager[str] = (
         nullcontext(str(index_dir))
@@ -306,25 +322,41 @@ def evaluate_beir(
         ingest_s = time.perf_counter() - t0
         stats: dict[str, RankStats] = {m: RankStats() for m in modes}
         per_query: list[dict[str, Any]] = []
-        for qid, text in tqdm(queries.items(), desc="queries", unit="q"):
+        answer_rows: list[dict[str, Any]] = []
+        langs = answer_metrics.query_languages(folder) if asked else {}
+        for qid, text in tqdm({**queries, **asked}.items(), desc="queries", unit="q"):
             t0 = time.perf_counter()
             qvec = svc.embedder.embed_queries([text])[0]
             embed_ms = (time.perf_counter() - t0) * 1000
             row: dict[str, Any] = {"id": qid}
-            for mode in modes:
+            for mode in dict.fromkeys([*modes, svc.retriever.mode] if qid in asked else modes):
                 t0 = time.perf_counter()
                 hits = svc.retriever.search(text, 3 * DEPTH, mode=mode, query_vector=qvec)
                 ms = (time.perf_counter() - t0) * 1000 + (embed_ms if mode != "lexical" else 0)
-                docs_ranked = _doc_ranking(hits)
-                rank = rank_of_first(docs_ranked[:DEPTH], qrels[qid])
-                stats[mode].add(rank, ms)
-                row[mode] = rank
-            per_query.append(row)
+                if qid in qrels and mode in stats:
+                    rank = rank_of_first(_doc_ranking(hits)[:DEPTH], qrels[qid])
+                    stats[mode].add(rank, ms)
+                    row[mode] = rank
+                if qid in asked and mode == svc.retriever.mode:
+                    answer_rows.append(
+                        answer_metrics.answer_row(svc, qid, text, hits, gold[qid], langs, ms)
+                    )
+            if qid in queries:
+                per_query.append(row)
+        answers: dict[str, Any] = {}
+        if answer_rows:
+            ranks = {row["id"]: row.get(svc.retriever.mode) for row in per_query}
+            answers = {
+                "by_language": answer_metrics.summarize_by_language(answer_rows, ranks),
+                "per_query": answer_rows,
+            }
         n_chunks = svc.index.store.counts()[1]
         svc.close()
     return {
+        **({"answers": answers} if answers else {}),
         "folder": str(folder),
         "split": split,
+        "every": every,
         "documents": len(corpus),
         "chunks": n_chunks,
         "queries": len(queries),
@@ -376,6 +408,11 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{m['success@10']:.3f} | {m['ndcg@10']:.3f} | {m['latency_p50_ms']:.1f} | "
                 f"{m['latency_p95_ms']:.1f} |"
             )
+        if "answers" in report:
+            from rag.answer_metrics import format_answer_summary
+
+            lines += ["", "answers (extractive unless an LLM is set), per query language:"]
+            lines += format_answer_summary(report["answers"]["by_language"])
         return "\n".join(lines)
     lines.append(f"{report['file']}: {report['questions']} questions")
     lines.append("| mode | type | n | R@1 | R@5 | MRR@10 |")
@@ -412,11 +449,14 @@ def run_eval(
     out: Path | None = None,
     modes: str = "dense,lexical,hybrid",
     index_dir: Path | None = None,
+    every: int = 1,
 ) -> int:
     """CLI entry: evaluate, print a table, write the JSON report."""
     chosen: list[Mode] = [m for m in MODES if m in {x.strip() for x in modes.split(",")}]
     if path.is_dir():
-        report = evaluate_beir(settings, path, split=split, modes=chosen, index_dir=index_dir)
+        report = evaluate_beir(
+            settings, path, split=split, modes=chosen, index_dir=index_dir, every=every
+        )
     else:
         service = RagService.from_settings(settings)
         report = evaluate_qa(service, path, modes=chosen)

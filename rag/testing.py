@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
 
+from rag.answer.selector import Logistic, SelectorWeights
 from rag.errors import GenerationError
 from rag.types import EmbedderIdentity, FloatArray
 
@@ -141,3 +142,14 @@ class FakeChatModel:
 
 
 # --- end FakeChatModel ---
+
+
+def overlap_selector() -> SelectorWeights:
+    """Selector weights for ``FakeEmbedder``, whose cosines mean nothing: sentences rank by
+    term overlap, and a question is answerable when one sentence holds an eighth of its terms.
+    """
+    return SelectorWeights(
+        sentence=Logistic(("overlap",), (0.0,), (1.0,), (8.0,), -1.0),
+        answerable=Logistic(("max_coverage",), (0.0,), (1.0,), (8.0,), -1.0),
+        thresholds={"de": 0.5, "en": 0.5},
+    )

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from llm_servers import Reply, ScriptedLLMServer
 
-from rag.answer.answerer import ABSTAIN_MESSAGES, Answerer, AnswerThresholds
+from rag.answer.answerer import ABSTAIN_MESSAGES, SMALL_TALK_REPLIES, Answerer, AnswerThresholds
 from rag.answer.generation import LiteLLMChatModel
 from rag.answer.prompts import NOT_IN_SOURCES
 from rag.errors import GenerationError
-from rag.testing import FakeChatModel, FakeEmbedder
+from rag.testing import FakeChatModel, FakeEmbedder, overlap_selector
 from rag.types import (
     Answer,
     AnswerEvent,
@@ -31,6 +31,8 @@ DEV = Path(__file__).resolve().parents[1] / "eval" / "data" / "dev" / "dev.jsonl
 # FakeEmbedder's cosines live on another scale than e5's (unrelated texts ~0, not ~0.8):
 # unit tests use a relevance floor that fits it; the support defaults fit both.
 UNIT = AnswerThresholds(min_relevance=0.2)
+# The fitted selector needs the real model's cosines; unit tests rank by term overlap.
+OVERLAP = overlap_selector()
 
 DOC = (
     "Gipfel in Helsinki\n\n"
@@ -194,23 +196,33 @@ def test_condensed_question_is_reused_by_answer() -> None:
 
 
 def test_extractive_answer_when_no_model_is_configured() -> None:
-    answerer = Answerer(FakeEmbedder(), thresholds=UNIT)
+    answerer = Answerer(FakeEmbedder(), thresholds=UNIT, selector=OVERLAP)
     events = events_of(answerer, QUESTION, HITS)
     answer = check_event_order(events)
     assert not answer.abstained and answer.llm == "extractive"
     assert answer.text.startswith(
         "Der Gipfel zwischen Trump und Putin findet im Juli in Helsinki statt. [1]"
     )
-    assert "".join(e.text for e in events if isinstance(e, DeltaEvent)) == answer.text
+    deltas = [e.text for e in events if isinstance(e, DeltaEvent)]
+    assert "".join(deltas) == answer.text
+    assert len(deltas) == len(answer.citations)  # one delta per quoted sentence
     check_citations_point_at_given_passages(answer, {"doc-a": DOC})
     assert all(c.supported for c in answer.citations)
 
 
-def test_extractive_abstains_when_no_sentence_has_the_asked_value() -> None:
-    answer = Answerer(FakeEmbedder(), thresholds=UNIT).answer(
-        "Wie viel Geld kostet der Gipfel zwischen Trump und Putin in Helsinki?", HITS
-    )
-    assert answer.abstained and answer.reason == "unsupported"
+def test_extractive_abstains_when_no_sentence_is_likely_enough() -> None:
+    answerer = Answerer(FakeEmbedder(), thresholds=UNIT, selector=OVERLAP)
+    answer = answerer.answer("Wie backe ich ein Sauerteigbrot?", HITS)
+    assert answer.abstained and answer.reason == "low_relevance"
+    assert answer.text == ABSTAIN_MESSAGES["de"]["low_relevance"]
+    assert answer.citations == ()
+
+
+@pytest.mark.parametrize(("message", "language"), [("Hallo", "de"), ("Thanks a lot", "en")])
+def test_small_talk_gets_a_reply_saying_what_can_be_asked(message: str, language: str) -> None:
+    answer = Answerer(FakeEmbedder(), thresholds=UNIT, selector=OVERLAP).answer(message, HITS)
+    assert answer.abstained and answer.citations == ()
+    assert answer.text == SMALL_TALK_REPLIES[language]
 
 
 # -- real servers on loopback -------------------------------------------------------------

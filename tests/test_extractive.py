@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.extractive import (
-    compose_extractive,
-    expected_answer_type,
-    has_answer_type,
-    question_names,
-    question_parts,
-    score_sentences,
-    select_sentences,
-    unmatched_names,
-)
+from rag.answer.extractive import ScoredSentence, compose_extractive
+from rag.answer.selector import choose as pick
+from rag.answer.selector import sentence_features
 from rag.answer.support import SentenceBank
-from rag.testing import FakeEmbedder
+from rag.retrieve.question_parts import question_parts
+from rag.testing import FakeEmbedder, overlap_selector
 from rag.types import Chunk, Hit
 
 DOC = (
@@ -38,41 +32,29 @@ def hits_of(doc: str = DOC) -> list[Hit]:
     return out[1:]  # the passages a retriever might return
 
 
-@pytest.mark.parametrize(
-    ("question", "kind"),
-    [
-        ("Wie viel Geld umfasste das Paket?", "money"),
-        ("How much money was approved?", "money"),
-        ("Wann sollen sich die Diplomaten treffen?", "time"),
-        ("Ab welchem Jahr kippte die Stimmung?", "time"),
-        ("When did it happen?", "time"),
-        ("Wie viele Leserkommentare gibt es?", "count"),
-        ("How many soldiers?", "count"),
-        ("Wie nennt der Kommentar den Krieg?", "term"),
-        ("Welche Investoren sollen konkret beteiligt werden?", "specific"),
-        ("Wer hat das gesagt?", None),
-        ("Which minister welcomed it?", None),
-    ],
-)
-def test_expected_answer_type(question: str, kind: str | None) -> None:
-    assert expected_answer_type(question) == kind
+# The selector as fitted would need the real model's cosines; here one weight on term
+# overlap ranks the sentences of the fake embedder's passages.
+OVERLAP = overlap_selector()
 
 
-def test_has_answer_type() -> None:
-    assert has_answer_type("Das Paket umfasste 60 Milliarden Dollar.", "money")
-    assert not has_answer_type("Das Paket wurde im Eilverfahren genehmigt.", "money")
-    assert has_answer_type("Das Treffen ist für Ende der Woche angekündigt.", "time")
-    assert has_answer_type("Es kamen drei Delegationen.", "count")
-    assert not has_answer_type("Es kamen Delegationen.", "count")
-
-
-def choose(question: str, hits: list[Hit], **kwargs: object) -> tuple[str, tuple]:  # type: ignore[type-arg]
+def choose(question: str, hits: list[Hit], max_sentences: int = 2) -> tuple[str, tuple]:  # type: ignore[type-arg]
     embedder = FakeEmbedder()
-    bank = SentenceBank(embedder)
-    scored = score_sentences(question, hits, embedder, bank)
-    chosen = select_sentences(question, scored, hits, bank, **kwargs)  # type: ignore[arg-type]
+    cands, rows = sentence_features(question, hits, embedder, SentenceBank(embedder))
+    probs = OVERLAP.probabilities(rows)
+    answerable = OVERLAP.answerable_probability(rows)
+    picked = pick(
+        cands, probs, OVERLAP, answerable=answerable, language="de", max_sentences=max_sentences
+    )
+    chosen = [
+        ScoredSentence(c.hit_index, c.start, c.end, float(probs[i]), c.vector_index)
+        for i in picked
+        for c in [cands[i]]
+    ]
     language = "en" if question.startswith(("Where", "What", "When")) else "de"
-    return compose_extractive(chosen, hits, language=language) if chosen else ("", ())
+    if not chosen:
+        return "", ()
+    pieces, citations = compose_extractive(chosen, hits, language=language)
+    return "".join(pieces), citations
 
 
 def test_best_sentence_is_quoted_with_exact_offsets() -> None:
@@ -89,13 +71,13 @@ def test_best_sentence_is_quoted_with_exact_offsets() -> None:
 
 
 def test_questions_in_the_text_are_never_the_answer() -> None:
-    _, citations = choose("Wann kommt der Gipfel?", hits_of(), max_sentences=3, margin=1.0)
+    _, citations = choose("Wann kommt der Gipfel?", hits_of(), max_sentences=3)
     assert all(not c.quote.endswith("?") for c in citations)
 
 
 def test_one_sentence_per_passage_and_numbers_by_appearance() -> None:
     hits = hits_of()
-    text, citations = choose("Gipfel Juli Beziehungen Moskau", hits, max_sentences=3, margin=1.0)
+    text, citations = choose("Gipfel Juli Beziehungen Moskau", hits, max_sentences=3)
     assert [c.number for c in citations] == list(range(1, len(citations) + 1))
     assert len({c.chunk_id for c in citations}) == len(citations)
     assert len(citations) == 2
@@ -104,15 +86,14 @@ def test_one_sentence_per_passage_and_numbers_by_appearance() -> None:
         assert DOC[citation.start : citation.end] == citation.quote
 
 
-def test_type_mismatch_selects_nothing() -> None:
-    hits = hits_of()
-    text, citations = choose("Wie viel Geld kostet der Gipfel in Helsinki?", hits)
+def test_nothing_likely_enough_selects_nothing() -> None:
+    text, citations = choose("Wie backe ich ein Sauerteigbrot?", hits_of())
     assert text == "" and citations == ()
 
 
 def test_english_question_over_german_text_gets_a_lead_in() -> None:
     text, _ = choose("Where is the Gipfel with Trump and Putin?", hits_of())
-    assert text.startswith("According to the sources: ")
+    assert text.startswith("According to the sources (quoted in German): ")
     german, _ = choose("Wo ist der Gipfel mit Trump und Putin?", hits_of())
     assert not german.startswith(("According", "Laut den Quellen"))
 
@@ -126,37 +107,6 @@ def test_markdown_emphasis_is_shown_plain_but_quoted_exactly() -> None:
     assert doc[citations[0].start : citations[0].end] == citations[0].quote
 
 
-def test_when_question_prefers_the_full_date_over_a_bare_year() -> None:
-    doc = (
-        "Einleitung.\n\nTrump und Putin telefonieren seit 2017 regelmäßig miteinander.\n\n"
-        "Das erste Telefonat zwischen Trump und Putin fand am 28. Januar 2017 statt."
-    )
-    text, citations = choose(
-        "Wann war das erste Telefonat zwischen Trump und Putin?",
-        hits_of(doc),
-        max_sentences=1,
-        type_margin=1.0,
-        time_weight=1.0,
-    )
-    assert "28. Januar 2017" in text and len(citations) == 1
-    plain, _ = choose(
-        "Wann war das erste Telefonat zwischen Trump und Putin?",
-        hits_of(doc),
-        max_sentences=1,
-        type_margin=1.0,
-    )
-    assert plain  # without the weight either sentence may win, but one is chosen
-
-
-def test_how_many_needs_a_count_not_a_date() -> None:
-    doc = "Einleitung.\n\nDer Sprecher äußerte sich am 18. November 2024 zu den Kommentaren."
-    text, _ = choose("Wie viele Kommentare gibt es zu dem Beitrag?", hits_of(doc), type_margin=1.0)
-    assert text == ""
-    doc = "Einleitung.\n\nZu dem Beitrag gibt es 12 Kommentare von Lesern."
-    text, _ = choose("Wie viele Kommentare gibt es zu dem Beitrag?", hits_of(doc), type_margin=1.0)
-    assert "12 Kommentare" in text
-
-
 @pytest.mark.parametrize(
     ("question", "parts"),
     [
@@ -168,27 +118,3 @@ def test_how_many_needs_a_count_not_a_date() -> None:
 )
 def test_question_parts(question: str, parts: int) -> None:
     assert len(question_parts(question)) == parts
-
-
-def test_question_names_are_capitalised_words_of_english_questions_only() -> None:
-    assert question_names("What is China's position on Washington and Moscow?") == [
-        "China",
-        "Washington",
-        "Moscow",
-    ]
-    assert question_names("Which German minister welcomed Putin's offer?") == ["Putin"]
-    assert question_names("Wie steht China zu den Gesprächen in Moskau?") == []
-    assert question_names("Who is the spokeswoman of the White House?") == ["White House"]
-    assert question_names("Did the United States' envoy meet Putin's aide?") == [
-        "United States",
-        "Putin",
-    ]
-
-
-def test_unmatched_names_uses_spelling_then_embeddings() -> None:
-    hits = hits_of()  # mentions Trump, Putin, Helsinki, Washington, Moskau
-    embedder = FakeEmbedder()
-    assert unmatched_names(["Putin", "Helsinkis"], hits, embedder, min_cosine=0.99) == []
-    assert unmatched_names(["China"], hits, embedder, min_cosine=0.99) == ["China"]
-    # With a floor every word clears, a translation would be accepted.
-    assert unmatched_names(["China"], hits, embedder, min_cosine=-1.0) == []

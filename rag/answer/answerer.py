@@ -4,15 +4,16 @@
 condensed question. The steps:
 
 1. No passages: abstain (``no_passages``).
-2. Score every passage sentence against the (standalone) question; if the best is below
-   ``min_relevance``: abstain (``low_relevance``) without calling any LLM.
-3. With a chat model: prompt (``rag.answer.prompts``), stream/complete, parse and renumber the
-   markers in code (``rag.answer.markers``), check each citation against its passage
-   (``rag.answer.support``). A reply
-   of ``NOT_IN_SOURCES``, or one with no supported citation, abstains (``unsupported``).
-   Without a chat model: quote the best sentences (``rag.answer.extractive``); abstain
-   (``unsupported``) when none holds the kind of value asked for or an English question
-   names something the passages never mention.
+2. Without a chat model (extractive): the selector (``rag.answer.selector``) rates every
+   passage sentence; the most likely one or two are quoted (``rag.answer.extractive``),
+   one ``DeltaEvent`` per sentence when streaming. When none is likely enough it abstains
+   (``low_relevance``); a message that asks nothing ("Hallo", "Danke") gets a short reply
+   saying what can be asked.
+3. With a chat model: if the best sentence's cosine is below ``min_relevance``, abstain
+   (``low_relevance``) without calling it. Else prompt (``rag.answer.prompts``),
+   stream/complete, parse and renumber the markers in code (``rag.answer.markers``), check
+   each citation against its passage (``rag.answer.support``). A reply of
+   ``NOT_IN_SOURCES``, or one with no supported citation, abstains (``unsupported``).
 
 ``standalone_question`` is filled here: ``answer`` condenses ``question`` with ``history``
 itself, through the same memo as ``condense``, so a caller that condensed first (to
@@ -20,16 +21,9 @@ retrieve) pays nothing twice. When streaming, ``DoneEvent.answer.text`` is autho
 if the streamed draft turns out unsupported, the final answer is the abstention message
 (no further delta is sent; clients replace the draft with ``answer.text``).
 
-Calibration (dev.jsonl; passages from a blank-line split of the corpus minus page chrome,
-dense top-5; the real multilingual-e5-small). Thresholds are parameters, to be recalibrated
-on the full pipeline:
-
-* ``min_relevance=0.82``: the best sentence of answerable questions scored 0.829-0.913
-  (median 0.877); 12 off-topic questions 0.720-0.815. The dev "unanswerable" questions are
-  near misses (0.848-0.902), so relevance cannot catch them: the answer-type check
-  (extractive) and the model's ``NOT_IN_SOURCES`` (LLM) do.
-* Support (``SupportThresholds``): reference answers vs the passage holding the gold quote
-  19/19 supported, vs other retrieved passages 3/65 (AUC 0.979; the 3 say much the same).
+Calibration of the LLM path (dev.jsonl, dense top-5, multilingual-e5-small): the relevance
+floor lies between the best sentence of answerable questions and off-topic ones; support
+thresholds separate reference answers from other passages (see ``SupportThresholds``).
 """
 
 from __future__ import annotations
@@ -41,23 +35,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rag.answer.condense import condense_question
-from rag.answer.extractive import (
-    ScoredSentence,
-    compose_extractive,
-    merge_parts,
-    name_variants,
-    question_names,
-    question_parts,
-    score_sentences,
-    select_sentences,
-    unmatched_names,
-)
+from rag.answer.extractive import ScoredSentence, compose_extractive, score_sentences
 from rag.answer.generation import ChatModel
 from rag.answer.markers import CitationStream, statements_for
 from rag.answer.prompts import NOT_IN_SOURCES, build_messages
+from rag.answer.selector import (
+    Candidate,
+    Matrix,
+    SelectorWeights,
+    choose,
+    quote_spans,
+    sentence_features,
+)
 from rag.answer.support import SentenceBank, SupportThresholds, check_citations
 from rag.embedding.base import Embedder
-from rag.retrieve.answer_types import question_focus
+from rag.retrieve.answer_types import is_question
 from rag.text.analysis import detect_language
 from rag.types import (
     AbstainReason,
@@ -72,24 +64,7 @@ from rag.types import (
     Turn,
 )
 
-__all__ = ["ABSTAIN_MESSAGES", "AnswerThresholds", "Answerer"]
-
-# Extractive calibration (dev.jsonl + 13 own questions, 7 of them unanswerable; hybrid top-5;
-# real multilingual-e5-small). Keyword hits on the 15 answerable dev questions:
-# lexical weight 0.0: 8/15, 0.01-0.03: 9/15 (the rare name "Selenskyj" decides a multi-part
-# question), 0.05: own "When did …" question lost (overlap outweighs the date check) -> 0.02.
-# Passage rank weight 0.005-0.03 never helped (7/15 at every value) -> 0.
-# Time weight: a full date (3) must beat "seit 2017" (1) scoring 0.019 higher -> 0.015/level.
-# Name matching: exonyms reach cosine 0.942-0.973 (Moscow/Moskau, Poland/Polen, Munich/
-# München), different names at most 0.909 (Moscow/Russland, China/Japan 0.894) -> 0.93.
-LEXICAL_WEIGHT = 0.02
-RANK_WEIGHT = 0.0
-TIME_WEIGHT = 0.015
-NAME_MATCH_COSINE = 0.93
-# Names of several words: "White House"/"Weißen Haus" 0.889, "United States"/"Vereinigten
-# Staaten" 0.949, "Saudi Arabia"/"Saudi-Arabien" 0.952; other names 0.806-0.859 ("White
-# House"/"Oval Office", "United States"/"Europäische Union", "New York"/"Neue Zürcher").
-PHRASE_MATCH_COSINE = 0.875
+__all__ = ["ABSTAIN_MESSAGES", "SMALL_TALK_REPLIES", "AnswerThresholds", "Answerer"]
 
 
 @dataclass(frozen=True)
@@ -101,20 +76,7 @@ class AnswerThresholds:
     # corpus: 10 off-topic 0.742-0.781, 6 answerable 0.803-0.859 (plus dev d13-d15).
     min_relevance_cross_lingual: float = 0.79
     support: SupportThresholds = field(default_factory=SupportThresholds)
-    # Extractive sentence ranking: cosine + lexical_weight * IDF-weighted term overlap
-    # - rank_weight * passage rank (see rag.answer.extractive.score_sentences).
-    extractive_lexical_weight: float = LEXICAL_WEIGHT
-    extractive_rank_weight: float = RANK_WEIGHT
-    extractive_max_sentences: int = 2
-    extractive_margin: float = 0.02  # further sentences must score within this of the best
-    extractive_type_margin: float = 0.06  # for "Wie viel/Wann" questions, see rag.answer.extractive
-    extractive_part_sentences: int = 1  # extra sentences for multi-part questions
-    extractive_time_weight: float = TIME_WEIGHT  # per level of time_specificity
-    extractive_max_chars: int = 600
-    # English question names must occur in the passages, spelled or translated
-    # (``rag.answer.extractive.unmatched_names``); else the sources are about something else.
-    name_match_cosine: float = NAME_MATCH_COSINE
-    phrase_match_cosine: float = PHRASE_MATCH_COSINE  # names of several words
+    extractive_max_sentences: int = 2  # quoted sentences, from different passages
 
 
 ABSTAIN_MESSAGES: dict[str, dict[AbstainReason, str]] = {
@@ -132,6 +94,15 @@ ABSTAIN_MESSAGES: dict[str, dict[AbstainReason, str]] = {
 }
 
 
+# The reply to a message that asks nothing the sources answer ("Hallo", "Danke").
+SMALL_TALK_REPLIES = {
+    "de": "Hallo! Ich beantworte Fragen zum Inhalt der Dokumente in meinem Index und belege "
+    "jede Antwort mit Zitaten aus den Quellen. Was möchten Sie wissen?",
+    "en": "Hello! I answer questions about the documents in my index and back every answer "
+    "with quotes from the sources. What would you like to know?",
+}
+
+
 @dataclass
 class _Draft:
     """What both paths build before the ``Answer``: text, citations, or a reason."""
@@ -139,6 +110,7 @@ class _Draft:
     text: str = ""
     citations: tuple[Citation, ...] = ()
     reason: AbstainReason | None = None
+    notice: str = ""  # replaces the abstention message (the reply to small talk)
     streamed: bool = False  # model text already went out as deltas
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -152,10 +124,12 @@ class Answerer:
         chat_model: ChatModel | None = None,
         *,
         thresholds: AnswerThresholds | None = None,
+        selector: SelectorWeights | None = None,
     ) -> None:
         self.embedder = embedder
         self.chat_model = chat_model
         self.thresholds = thresholds or AnswerThresholds()
+        self.selector = selector or SelectorWeights.load()
         self._bank = SentenceBank(embedder)
         self._condensed: OrderedDict[tuple[str, tuple[Turn, ...]], str] = OrderedDict()
         self._lock = threading.Lock()
@@ -192,69 +166,7 @@ class Answerer:
     # -- the pipeline -----------------------------------------------------------------
 
     def _score(self, question: str, hits: Sequence[Hit]) -> list[ScoredSentence]:
-        th = self.thresholds
-        return score_sentences(
-            question,
-            hits,
-            self.embedder,
-            self._bank,
-            lexical_weight=th.extractive_lexical_weight,
-            rank_weight=th.extractive_rank_weight,
-        )
-
-    def _extractive_sentences(
-        self, question: str, scored: Sequence[ScoredSentence], hits: Sequence[Hit]
-    ) -> list[ScoredSentence]:
-        """The sentences to quote for ``question``; empty when none answers it."""
-        th = self.thresholds
-        focus = question_focus(question)
-        aliases = (
-            name_variants(focus.noun, hits, self.embedder, min_cosine=th.name_match_cosine)
-            if focus.kind == "stance" and focus.noun
-            else frozenset()
-        )
-        chosen = select_sentences(
-            question,
-            scored,
-            hits,
-            self._bank,
-            max_sentences=th.extractive_max_sentences,
-            margin=th.extractive_margin,
-            type_margin=th.extractive_type_margin,
-            max_chars=th.extractive_max_chars,
-            time_weight=th.extractive_time_weight,
-            aliases=aliases,
-        )
-        if not chosen:
-            return []
-        extra = []
-        for part in question_parts(question):
-            extra += select_sentences(
-                part,
-                self._score(part, hits),
-                hits,
-                self._bank,
-                max_sentences=1,
-                type_margin=th.extractive_type_margin,
-                time_weight=th.extractive_time_weight,
-            )
-        if extra:
-            chosen = merge_parts(
-                chosen,
-                extra,
-                hits,
-                self._bank,
-                max_sentences=th.extractive_max_sentences + th.extractive_part_sentences,
-            )
-        if unmatched_names(
-            question_names(question),
-            hits,
-            self.embedder,
-            min_cosine=th.name_match_cosine,
-            phrase_min_cosine=th.phrase_match_cosine,
-        ):
-            return []  # the question names something the passages never mention
-        return chosen
+        return score_sentences(question, hits, self.embedder, self._bank)
 
     def _below_floor(
         self, scored: Sequence[ScoredSentence], hits: Sequence[Hit], language: str
@@ -280,28 +192,19 @@ class Answerer:
             draft.reason = "no_passages"
         else:
             t = time.perf_counter()
-            scored = self._score(standalone, hits)
+            scored = self._score(standalone, hits) if self.chat_model is not None else []
             draft.timings["relevance"] = _ms(t)
-            if not scored or self._below_floor(scored, hits, language):
+            if self.chat_model is None:
+                yield from self._extract(standalone, hits, language, draft, streaming)
+            elif not scored or self._below_floor(scored, hits, language):
                 draft.reason = "low_relevance"
-            elif self.chat_model is not None:
+            else:
                 llm = self.chat_model.name
                 yield from self._generate(question, standalone, hits, language, draft, streaming)
                 llm = str(getattr(self.chat_model, "last_model", llm))
-            else:
-                t = time.perf_counter()
-                chosen = self._extractive_sentences(standalone, scored, hits)
-                if chosen:
-                    draft.text, draft.citations = compose_extractive(
-                        chosen, hits, language=language
-                    )
-                    if streaming:
-                        yield DeltaEvent(draft.text)
-                else:
-                    draft.reason = "unsupported"
-                draft.timings["generate"] = _ms(t)
         if draft.reason is not None:
-            draft.text = ABSTAIN_MESSAGES.get(language, ABSTAIN_MESSAGES["en"])[draft.reason]
+            messages = ABSTAIN_MESSAGES.get(language, ABSTAIN_MESSAGES["en"])
+            draft.text = draft.notice or messages[draft.reason]
             draft.citations = ()
             if streaming and not draft.streamed:
                 yield DeltaEvent(draft.text)
@@ -322,6 +225,44 @@ class Answerer:
                 timings_ms=draft.timings,
             )
         )
+
+    def selector_features(
+        self, question: str, hits: Sequence[Hit]
+    ) -> tuple[list[Candidate], Matrix]:
+        """The candidate sentences of ``hits`` and their selector features."""
+        return sentence_features(question, hits, self.embedder, self._bank)
+
+    def _extract(
+        self, question: str, hits: tuple[Hit, ...], language: str, draft: _Draft, streaming: bool
+    ) -> Iterator[DeltaEvent]:
+        """Quote the sentences the selector finds likely enough; fills ``draft``."""
+        t = time.perf_counter()
+        candidates, rows = self.selector_features(question, hits)
+        probs = self.selector.probabilities(rows)
+        picked = choose(
+            candidates,
+            probs,
+            self.selector,
+            answerable=self.selector.answerable_probability(rows),
+            language=language,
+            max_sentences=self.thresholds.extractive_max_sentences,
+        )
+        draft.timings["generate"] = _ms(t)
+        if not picked:
+            draft.reason = "low_relevance"
+            if not is_question(question):  # "Hallo", "Danke": say what can be asked instead
+                draft.notice = SMALL_TALK_REPLIES.get(language, SMALL_TALK_REPLIES["en"])
+            return
+        chosen = [
+            ScoredSentence(c.hit_index, c.start, c.end, float(probs.max()), c.vector_index)
+            for c in quote_spans(candidates, picked)
+        ]
+        pieces, draft.citations = compose_extractive(chosen, hits, language=language)
+        draft.text = "".join(pieces)
+        if streaming:
+            draft.streamed = True
+            for piece in pieces:  # one sentence at a time, so a client shows progress
+                yield DeltaEvent(piece)
 
     def _generate(
         self,
