@@ -144,6 +144,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         "index_kind": stats.index_kind,
         "sqlite_bytes": stats.sqlite_bytes,
         "faiss_bytes": stats.faiss_bytes,
+        "database_bytes": stats.database_bytes,
         "embedding_model": stats.embedder.__dict__ if stats.embedder else None,
         "llm": service.llm_name,
         "notes": list(stats.notes),
@@ -319,6 +320,26 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_db_import(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rag.store.transfer import copy_index
+
+    if not settings.database_url:
+        raise ConfigError("set RAG_DATABASE_URL to the PostgreSQL database to import into")
+    from rag.service import RagService
+
+    target = _service(settings)
+    source = RagService(Path(args.index_dir), target.embedder)  # the same model
+    bar = tqdm(total=len(source.index.store.doc_ids()), desc="import", unit="doc")
+    report = copy_index(
+        source.index, target.index, on_progress=lambda p: bar.update(p.documents - bar.n)
+    )
+    bar.close()
+    print(report.summary())
+    return EXIT_OK
+
+
 def cmd_models_prepare(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embedding.convert import prepare_default_model
 
@@ -440,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="db_command", required=True)
     dp = dsub.add_parser("upgrade", help="create or migrate the schema")
     dp.set_defaults(func=cmd_db_upgrade)
+    dp = dsub.add_parser("import", help="copy an embedded index into the database (no embedding)")
+    dp.add_argument("index_dir", help="folder of the embedded index (RAG_INDEX_DIR)")
+    dp.set_defaults(func=cmd_db_import)
 
     p = sub.add_parser("models", help="manage embedding models")
     msub = p.add_subparsers(dest="models_command", required=True)

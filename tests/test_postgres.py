@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from store_contract import (
     DIM,
@@ -17,7 +23,7 @@ from store_contract import (
 from rag.store.pg_lexical import PgLexicalIndex
 from rag.store.pg_schema import MIGRATIONS, PgConnections, schema_version, upgrade
 from rag.store.postgres import PgVectorStore, PostgresStore
-from rag.types import EmbedderIdentity
+from rag.types import Document, EmbedderIdentity
 
 pytestmark = pytest.mark.slow  # starts a PostgreSQL server
 
@@ -156,3 +162,106 @@ def test_unreachable_database_is_a_clear_error(tmp_path) -> None:
     url = f"postgresql://postgres@/nope?host={tmp_path}"
     with pytest.raises(ConfigError, match="RAG_DATABASE_URL"):
         open_index(tmp_path, FakeEmbedder(), database_url=url)
+
+
+def _ingest_process(corpus: Path, url: str, batch: int) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.crash_ingest", str(corpus), url, str(batch)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+
+def _complete_documents(url: str, corpus: Path) -> dict[str, bool]:
+    """For each stored document: are its chunks, vectors, windows and postings all there?"""
+    from rag.ingest.chunking import chunk_document
+    from rag.ingest.loaders import iter_documents
+    from rag.store.factory import open_index
+    from rag.testing import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    index = open_index(Path("."), embedder, database_url=url)
+    try:
+        stored = {d.document.doc_id: d.chunk_count for d in index.documents()}
+        out = {}
+        for doc in iter_documents([corpus]):
+            if isinstance(doc, Document) and doc.doc_id in stored:
+                want = [c.chunk_id for c in chunk_document(doc, embedder.count_tokens)]
+                have = index.store.chunk_ids_of(doc.doc_id)
+                vectors = index.store.embeddings_for(want)
+                postings = index.lexical.search(doc.title, 1000, set(want))
+                out[doc.doc_id] = sorted(have) == sorted(want) == sorted(vectors) and bool(postings)
+        return out
+    finally:
+        index.close()
+
+
+def test_two_ingest_processes_write_at_once_and_sigkill_leaves_no_partial_document(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from test_crash import N_DOCS, write_corpus
+
+    from rag.store.pg_schema import upgrade
+
+    upgrade(postgres_url)  # as `rag db upgrade` would, before the writers start
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    write_corpus(first, 0)
+    write_corpus(second, 1)
+    write_corpus(third, 2)
+    # different folders -> different document ids: rename the second and third sets
+    for folder, prefix in ((second, "b"), (third, "c")):
+        for path in folder.iterdir():
+            path.rename(folder / f"{prefix}-{path.name}")
+    procs = [_ingest_process(first, postgres_url, 4), _ingest_process(second, postgres_url, 4)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    assert all('"done": true' in out for out, _ in outputs)
+    complete = _complete_documents(postgres_url, first) | _complete_documents(postgres_url, second)
+    assert len(complete) == 2 * N_DOCS and all(complete.values())
+
+    killed = _ingest_process(third, postgres_url, 8)
+    assert killed.stdout is not None
+    first_commit = killed.stdout.readline()  # one batch committed, the next one in flight
+    assert '"documents"' in first_commit
+    time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=30)
+    assert killed.returncode == -signal.SIGKILL
+    landed = _complete_documents(postgres_url, third)
+    assert 8 <= len(landed) < N_DOCS  # killed mid-ingest, after the first batch
+    assert all(landed.values())  # every document that is there is there completely
+    assert len(landed) % 8 == 0  # whole batches only
+
+
+def test_copy_an_embedded_index_into_postgres(
+    postgres_url: str, tmp_path: Path, api_corpus
+) -> None:
+    from rag.store.factory import open_index
+    from rag.store.transfer import copy_index
+    from rag.testing import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    source = open_index(tmp_path / "idx", embedder)
+    source.ingest(api_corpus)
+    target = open_index(tmp_path, embedder, database_url=postgres_url)
+    report = copy_index(source, target)
+    assert len(report.added) == len(api_corpus)
+    assert target.store.counts() == source.store.counts()
+    ids = source.store.all_chunk_ids()
+    assert target.store.all_chunk_ids() == ids
+    for cid in ids[:5]:
+        np.testing.assert_allclose(
+            target.store.embeddings_for([cid])[cid], source.store.embeddings_for([cid])[cid]
+        )
+    q = embedder.embed_queries(["Nord Stream Investoren"])[0]
+    assert [c for c, _ in target.dense_search(q, 5)] == [c for c, _ in source.dense_search(q, 5)]
+    assert [c for c, _ in target.lexical_search("Nord Stream", 5)] == [
+        c for c, _ in source.lexical_search("Nord Stream", 5)
+    ]
+    again = copy_index(source, target)  # nothing changed: nothing written
+    assert len(again.unchanged) == len(api_corpus) and not again.added
+    source.close()
+    target.close()

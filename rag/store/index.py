@@ -439,4 +439,5 @@ class Index:
             sqlite_bytes=sqlite_bytes,
             faiss_bytes=faiss_bytes,
             notes=tuple(self.notes),
+            database_bytes=int(getattr(self.store, "size_bytes", lambda: 0)()),
         )

@@ -54,3 +54,4 @@ class IndexStats:
     sqlite_bytes: int
     faiss_bytes: int
     notes: tuple[str, ...] = ()
+    database_bytes: int = 0  # the PostgreSQL database, when the index lives there

@@ -1,7 +1,8 @@
 """Ingest a folder into an index with the fake embedder, printing each committed batch.
 
-Run as a separate process by tests/test_crash.py, which kills it with SIGKILL at random
-moments. The fake embedder keeps it fast; SQLite, FAISS and the file lock are the real ones.
+Run as a separate process by tests/test_crash.py and tests/test_postgres.py, which kill it
+with SIGKILL at random moments. The fake embedder keeps it fast; SQLite, FAISS and the file
+lock, or PostgreSQL (when the index argument is a postgresql:// URL), are the real ones.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from rag.testing import FakeEmbedder
 
 
 def main() -> None:
-    corpus, index_dir, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    index = open_index(index_dir, FakeEmbedder(), lock_timeout_s=5)
+    corpus, where, batch = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    url = where if where.startswith("postgresql://") else None
+    index = open_index(Path(where), FakeEmbedder(), lock_timeout_s=5, database_url=url)
 
     def on_progress(p: Progress) -> None:
         print(json.dumps({"documents": p.documents}), flush=True)
