@@ -197,3 +197,15 @@ def test_index_takes_its_stores(tmp_path: Path, corpus: Path) -> None:
     )
     assert cid == store.all_chunk_ids()[0]
     index.close()
+
+
+def test_index_on_the_in_memory_fakes(corpus: Path) -> None:
+    from rag.testing import InMemoryDocumentStore, InMemoryLexicalStore, InMemoryVectorStore
+
+    store = InMemoryDocumentStore()
+    index = Index(store, InMemoryLexicalStore(store), InMemoryVectorStore(64), FakeEmbedder())
+    report = index.ingest(load_documents([corpus]).documents)
+    assert report.added and len(index.vectors) == len(index.lexical) == store.counts()[1]
+    assert index.ingest(load_documents([corpus]).documents).chunks_embedded == 0
+    hits = index.lexical_search("Nord Stream", 3)
+    assert hits and "Nord Stream" in store.get_chunks([hits[0][0]])[hits[0][0]].text

@@ -16,7 +16,7 @@ from store_contract import (
 from rag.store.faiss import FaissVectorStore
 from rag.store.lexical import LexicalIndex
 from rag.store.sqlite import SqliteStore
-from rag.testing import InMemoryVectorStore
+from rag.testing import InMemoryDocumentStore, InMemoryLexicalStore, InMemoryVectorStore
 
 
 def _sqlite(path: Path) -> tuple[SqliteStore, LexicalIndex]:
@@ -60,3 +60,16 @@ class TestSqliteLexical(LexicalStoreContract):
         store, lexical = _sqlite(tmp_path / "index.sqlite3")
         yield store, lexical
         store.close()
+
+
+class TestInMemoryDocuments(DocumentStoreContract):
+    @pytest.fixture
+    def document_store(self) -> InMemoryDocumentStore:
+        return InMemoryDocumentStore()
+
+
+class TestInMemoryLexical(LexicalStoreContract):
+    @pytest.fixture
+    def stores(self) -> tuple[InMemoryDocumentStore, InMemoryLexicalStore]:
+        store = InMemoryDocumentStore()
+        return store, InMemoryLexicalStore(store)
