@@ -344,7 +344,11 @@ def run_tune(
         f"{lang}: supported / abstains / false abst." for lang in langs
     )
     print(header + " |\n|---|" + "---|" * len(langs))
-    print(format_scores("all, fitted on all (in-sample)", score(samples, picks_of(model, samples))))
+    print(
+        format_scores(
+            "kept features, fitted on all (in-sample)", score(samples, picks_of(model, samples))
+        )
+    )
     if with_ablation:
         for run in ablation(samples):
             label = (
