@@ -23,7 +23,7 @@ from typing import Any
 from bench import EVAL_DATA, MODEL_DIR, REPO_ROOT, Section, log, plain_model_files
 
 XQUAD_CORPUS = EVAL_DATA / "xquad-de" / "corpus.jsonl"
-ROUNDS = 2
+ROUNDS = int(os.environ.get("BENCH_INGEST_ROUNDS", "2"))  # best of this many runs each
 
 # The plain baseline: what an expert writes with sentence-transformers alone.
 PLAIN = """

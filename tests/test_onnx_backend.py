@@ -47,6 +47,15 @@ def test_int8_vectors_are_close_to_torch_but_have_their_own_identity(
 
 
 @pytest.mark.slow
+def test_onnx_sessions_take_the_thread_count_and_do_not_spin(int8_embedder) -> None:
+    model = int8_embedder._st[0].auto_model
+    session = getattr(model, "session", None) or model.model
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.slow
 def test_late_windows_come_from_onnx_too(int8_embedder) -> None:
     text = "Erster Satz über Äpfel. Zweiter Satz über „Birnen“. Dritter Satz."
     chunk = Chunk(chunk_id=1, doc_id="d", ordinal=0, start=0, end=len(text), text=text)
