@@ -48,7 +48,7 @@ class Plan:
 
 
 # 6 passages are ~150 embedded texts (chunks and windows): ~15 s per path on 2 idle cores.
-PLAN = Plan(100_000, 200, 20, ingest_docs=6, ray_actors=2)
+PLAN = Plan(100_000, 200, 20, ingest_docs=6, ray_actors=1)  # 2 CPUs: one for loading
 QUICK_PLAN = Plan(3_000, 20, 5, ingest_docs=2, ray_actors=1)
 
 

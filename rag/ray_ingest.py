@@ -160,6 +160,18 @@ def _connect(options: RayOptions) -> bool:
     return True
 
 
+def _check_cpus(options: RayOptions, cpus: float) -> None:
+    """The actors must leave a CPU to the loading tasks, or Ray waits for one forever."""
+    wanted = options.actors * options.cpus_per_actor
+    if wanted >= cpus:
+        raise ConfigError(
+            f"{options.actors} embedding actor(s) x {options.cpus_per_actor} CPU take all "
+            f"{cpus:g} CPUs of the Ray cluster, and loading and chunking need one too: "
+            f"use --ray-actors {max(1, int(cpus - 1) // options.cpus_per_actor)} or fewer "
+            "(or a cluster with more CPUs)"
+        )
+
+
 def _unchanged(index: Index) -> dict[str, str]:
     """Content hashes of stored documents that a run may skip (none after a version change)."""
     if (
@@ -253,6 +265,7 @@ def ingest_on_ray(
             yield item
 
     try:
+        _check_cpus(options, float(ray.cluster_resources().get("CPU", 0)))  # type: ignore[no-untyped-call]
         begun = time.perf_counter()
         ds = _pipeline(index, paths, options, (str(model_path), str(model_dir), backend))
         report = index.ingest(

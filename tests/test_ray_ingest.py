@@ -120,3 +120,12 @@ def test_ray_ingest_matches_the_in_process_path(tmp_path: Path, embedder, embedd
     assert (throughput.documents, throughput.chunks) == (4, report.chunks_total)
     assert throughput.vectors > throughput.chunks
     assert "chunks/s" in throughput.summary() and throughput.seconds > 0
+
+
+def test_actors_must_leave_a_cpu_for_loading() -> None:
+    from rag.errors import ConfigError
+    from rag.ray_ingest import RayOptions, _check_cpus
+
+    _check_cpus(RayOptions(actors=1), 2.0)
+    with pytest.raises(ConfigError, match="--ray-actors 1 or fewer"):
+        _check_cpus(RayOptions(actors=2), 2.0)
