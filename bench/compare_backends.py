@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from rag.config import Settings
-    from rag.evaluation import DEPTH, _doc_ranking, load_beir, rank_of_first
+    from rag.evaluation import DEPTH, doc_ranking, load_beir, rank_of_first
     from rag.service import RagService
     from rag.store.postgres import PgVectorStore
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             hits = svc.retriever.search(queries[qid], 3 * DEPTH, query_vector=qvec)
             seconds[name] += time.perf_counter() - t0
-            ranks[name].append(rank_of_first(_doc_ranking(hits)[:DEPTH], qrels[qid]))
+            ranks[name].append(rank_of_first(doc_ranking(hits)[:DEPTH], qrels[qid]))
         exact = {c for c, _ in hnsw.exact_search(qvec, 10)}
         for ef in EF_SEARCH:
             hnsw.HNSW_EF_SEARCH = ef

@@ -36,9 +36,9 @@ from rag.answer.selector import (
     choose,
     question_row,
 )
-from rag.answer_metrics import load_answers, normalize, query_languages
 from rag.config import Settings
 from rag.evaluation import every_nth, load_beir
+from rag.evaluation.answers import load_answers, normalize, query_languages
 from rag.service import RagService
 from rag.types import Hit
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer_metrics import GoldAnswer, load_answers, normalize, summarize_by_language, supported
 from rag.evaluation import every_nth
+from rag.evaluation.answers import (
+    GoldAnswer,
+    load_answers,
+    normalize,
+    summarize_by_language,
+    supported,
+)
 from rag.types import Answer, Citation
 
 XQUAD = Path(__file__).resolve().parents[1] / "eval" / "data" / "xquad-de"

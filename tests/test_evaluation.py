@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 
 from rag.config import Settings
-from rag.evaluation import (
-    boilerplate_lines,
-    evaluate_beir,
-    format_report,
-    ndcg_at,
-    rank_of_all,
-    rank_of_first,
-)
+from rag.evaluation import evaluate_beir, format_report
+from rag.evaluation.qa import boilerplate_lines
+from rag.evaluation.ranking import ndcg_at, rank_of_all, rank_of_first
 from rag.types import Chunk
 
 MINI = Path(__file__).parent / "data" / "germanquad-mini"

@@ -22,7 +22,6 @@ LAYERS: dict[str, int] = {
     "rebuild": 7,
     "ray_ingest": 7,
     "evaluation": 8,
-    "answer_metrics": 8,
     "tuning": 8,
     "testing": 8,
     "cli": 9,

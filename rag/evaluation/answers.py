@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.evaluation import RankStats
+from rag.evaluation.ranking import RankStats
 from rag.service import RagService
 from rag.types import Answer, Hit
 
