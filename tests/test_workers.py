@@ -74,7 +74,7 @@ def test_metrics_add_up_over_uvicorn_worker_processes(tmp_path: Path) -> None:
         "TMPDIR": str(tmp_path),  # where the server keeps the workers' metrics
     }
     code = (
-        "from rag.cli import _serve_workers; "
+        "from rag.cli.serve import _serve_workers; "
         f"_serve_workers('api.main:create_app', '127.0.0.1', {port}, 2)"
     )
     server = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path)
