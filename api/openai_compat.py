@@ -42,11 +42,14 @@ _QUOTES = {"de": ("„", "“"), "en": ("“", "”")}
 # (\\[1\\]) is what Open WebUI's math renderer reads as display math.
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>|$~]")
 _QUOTE_CHARS = 200
+_PARTS = {"de": ("ihre Fragen", "Anfang und Ende"), "en": ("its questions", "start and end")}
+# A sentence that asks: from the last sentence end (or line start) up to a question mark.
+_ASKED = re.compile(r"[^.!?\n]*\?")
 # The reply to a conversation without user text (no retrieval runs).
 ASK_FOR_QUESTION = "Ask a question about the documents, e.g. who said what and when."
 _NOTES = {
-    "de": "_Die Nachricht hat {total} Zeichen; gesucht wurde mit {kept} davon (Anfang und Ende)._",
-    "en": "_The message has {total} characters; the search used {kept} of them (start and end)._",
+    "de": "_Die Nachricht hat {total} Zeichen; gesucht wurde mit {kept} davon: {part}._",
+    "en": "_The message has {total} characters; the search used {kept} of them: {part}._",
 }
 
 
@@ -115,12 +118,16 @@ def strip_sources(content: str) -> str:
 
 
 def retrieval_question(question: str, limit: int) -> str:
-    """The question cut to ``limit`` characters: its start and its end, at word boundaries.
+    """The question part of a message over ``limit`` characters.
 
-    A pasted text usually has the ask before or after it, so both ends are kept.
+    Its sentences ending in "?" when there are any and they fit (a pasted text rarely asks);
+    otherwise its start and its end at word boundaries, where the ask usually is.
     """
     if len(question) <= limit:
         return question
+    asked = " ".join(m.group(0).strip() for m in _ASKED.finditer(question) if m.group(0).strip())
+    if asked and len(asked) <= limit:
+        return asked
     half = max(1, (limit - 3) // 2)
     head = question[:half].rsplit(None, 1)[0] if " " in question[:half] else question[:half]
     tail = question[-half:].split(None, 1)[-1] if " " in question[-half:] else question[-half:]
@@ -131,8 +138,9 @@ def cut_note(question: str, used: str, language: str) -> str:
     """The line appended to a reply whose question was cut for retrieval ("" when it was not)."""
     if used == question:
         return ""
-    template = _NOTES.get(language, _NOTES["en"])
-    return "\n\n" + template.format(total=len(question), kept=len(used))
+    lang = language if language in _NOTES else "en"
+    part = _PARTS[lang][1 if " … " in used else 0]
+    return "\n\n" + _NOTES[lang].format(total=len(question), kept=len(used), part=part)
 
 
 def source_event(citation: Citation, link: Link) -> dict[str, object]:

@@ -121,6 +121,12 @@ def test_long_questions_are_cut_for_retrieval_with_a_note() -> None:
     assert len(used) <= 2000
     assert used.startswith("Anfang der Frage") and used.endswith("Wer sprach?")
     assert retrieval_question("kurz?", 2000) == "kurz?"
+    # A question with a pasted text, before or after it: the asking sentences are searched.
+    paste = "Ein eingefügter Satz ohne Frage. " * 200
+    asked = "Wann war das erste Telefonat? Und wer rief an?"
+    for message in (f"{asked}\n\n{paste}", f"{paste}\n{asked}"):
+        assert retrieval_question(message, 2000) == asked
+    assert "ihre Fragen" in cut_note(paste + asked, asked, "de")
     note = cut_note(question, used, "de")
     assert str(len(question)) in note and str(len(used)) in note
     assert cut_note("kurz?", "kurz?", "en") == ""
