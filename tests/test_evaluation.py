@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rag.config import Settings
+from rag.errors import ConfigError
 from rag.evaluation import evaluate_beir, format_report
 from rag.evaluation.qa import boilerplate_lines
 from rag.evaluation.ranking import ndcg_at, rank_of_all, rank_of_first
@@ -60,3 +61,21 @@ def test_beir_evaluation_end_to_end(embedder, tmp_path: Path) -> None:  # type: 
     assert report["retrieval"]["lexical"]["mrr@10"] > 0.5
     table = format_report(report)
     assert "| hybrid |" in table and "MRR@10" in table
+
+
+def test_beir_evaluation_refuses_an_index_with_other_documents(tmp_path: Path) -> None:
+    """Evaluation prunes documents outside its corpus, so it must never run on a user's index."""
+    from rag.service import RagService
+    from rag.testing import FakeEmbedder
+    from rag.types import Document
+
+    kept = tmp_path / "users-index"
+    service = RagService(kept, FakeEmbedder()).open()
+    service.add_documents([Document(doc_id="mine", text="Ein Dokument, das bleiben muss.")])
+    service.close()
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="would delete them"):
+        evaluate_beir(settings, MINI, split="dev", embedder=FakeEmbedder(), index_dir=kept)
+    service = RagService(kept, FakeEmbedder()).open()
+    assert [d.document.doc_id for d in service.index.documents()] == ["mine"]
+    service.close()

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from rag.config import Settings
 from rag.embedding.base import Embedder
+from rag.errors import ConfigError
 from rag.evaluation.ranking import DEPTH, MODES, RankStats, beir_summary, doc_ranking, rank_of_first
 from rag.retrieve.retriever import Mode
 from rag.service import RagService
@@ -95,6 +96,7 @@ def evaluate_beir(
         docs = [
             document_from_text(d["id"], d["text"], title=d.get("title") or None) for d in corpus
         ]
+        _refuse_foreign_documents(svc, {d.doc_id for d in docs})
         t0 = time.perf_counter()
         report_ingest = svc.index.ingest(tqdm(docs, desc="ingest", unit="doc"), prune=True)
         ingest_s = time.perf_counter() - t0
@@ -165,3 +167,16 @@ def _run_queries(
         if qid in queries:
             per_query.append(row)
     return stats, per_query, answer_rows
+
+
+def _refuse_foreign_documents(svc: RagService, corpus_ids: set[str]) -> None:
+    """The evaluation prunes what is not in its corpus: never in an index that holds other
+    documents (a PostgreSQL database shared with users, a wrong ``--index-dir``)."""
+    foreign = [d for d in svc.index.store.doc_ids() if d not in corpus_ids]
+    if foreign:
+        svc.close()
+        raise ConfigError(
+            f"the index for this evaluation already holds {len(foreign)} documents that are not "
+            f"in the benchmark corpus (e.g. {foreign[0]!r}); evaluation would delete them. Point "
+            "--index-dir (or RAG_DATABASE_URL) at an empty index of its own."
+        )
