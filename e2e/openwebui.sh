@@ -4,13 +4,13 @@
 # Playwright + Debian Chromium: two questions (the second a 5,000-character paste), a click on
 # a source chip, screenshots, and a check that the service logged no 4xx for Open WebUI.
 #
-#   e2e/openwebui.sh [OUT_DIR]        (default /tmp/openwebui-e2e)
+#   e2e/openwebui.sh [OUT_DIR]        (default e2e/out)
 #   OWUI_VENV=/path/to/venv e2e/openwebui.sh   reuses an existing Open WebUI venv
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="${1:-/tmp/openwebui-e2e}"
-WORK="$(mktemp -d /tmp/openwebui-e2e-work.XXXXXX)"
+OUT="${1:-e2e/out}"
+WORK="$(mktemp -d -t openwebui-e2e-work.XXXXXX)"
 OWUI_VENV="${OWUI_VENV:-$WORK/venv}"
 RAG_PORT="${RAG_PORT:-8765}"
 OWUI_PORT="${OWUI_PORT:-8766}"
