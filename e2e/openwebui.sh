@@ -9,7 +9,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="${1:-e2e/out}"
+OUT="${1:-$ROOT/e2e/out}"
 WORK="$(mktemp -d -t openwebui-e2e-work.XXXXXX)"
 OWUI_VENV="${OWUI_VENV:-$WORK/venv}"
 RAG_PORT="${RAG_PORT:-8765}"
