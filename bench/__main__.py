@@ -33,7 +33,7 @@ SECTIONS: dict[str, tuple[str, int]] = {
     "search": ("bench.bench_search", 600),
     "ingest": ("bench.bench_ingest", 480),
     "ingest-ratio": ("bench.bench_ingest_ratio", 1200),  # 2 x (2 rag ingests + plain encoding)
-    "http": ("bench.bench_http", 400),  # latency, then the load test on the same server
+    "http": ("bench.bench_http", 600),  # latency, paired with plain, load on the same server
     "baselines": ("bench.bench_baselines", 300),
     "load": ("bench.bench_load", 260),  # standalone load test (its own server)
     "postgres": ("bench.bench_postgres", 600),  # pgvector and FAISS HNSW at 100k
@@ -221,6 +221,15 @@ def _add_ratios(results: dict[str, dict[str, Any]]) -> list[Row]:
                     f"p50 {value:.1f} ms vs {base:.1f} ms",
                 )
             )
+    paired = _find(results, "http", "paired", "ratio")
+    if paired:
+        rows.append(
+            Row(
+                "HTTP /v1/search p50 / plain ST+FAISS, interleaved (goal <= 1.15x)",
+                f"{paired:.2f}x",
+                "request by request in one section (section paired)",
+            )
+        )
     scaling = _find(results, "http", "load", "scaling")
     errors = _find(results, "http", "load", "error_rate")
     if scaling:

@@ -216,8 +216,10 @@ def run_latency(server: Server, quick: bool) -> Section:
 
 def run(quick: bool = False) -> list[Section]:
     from bench import bench_load
+    from bench.bench_paired import paired_section
 
     with serve() as server:
         latency = run_latency(server, quick)
+        paired = paired_section(server, dev_questions(), quick)
         load = bench_load.load_section(server, quick)
-    return [latency, load]
+    return [latency, paired, load]
