@@ -24,6 +24,7 @@ PostgreSQL with pgvector (``rag.store.postgres``); in-memory fakes in ``rag.test
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -165,3 +166,18 @@ class DocumentStore(Protocol):
     ) -> set[int]: ...
 
     def counts(self) -> tuple[int, int]: ...
+
+
+def document_row(doc: Document, content_sha256: str) -> tuple[object, ...]:
+    """A document's columns in the order both SQL stores write them."""
+    return (
+        doc.doc_id,
+        doc.title,
+        doc.url,
+        doc.published,
+        doc.source,
+        json.dumps(list(doc.sources)),
+        doc.path,
+        doc.text,
+        content_sha256,
+    )

@@ -34,6 +34,9 @@ from rag.errors import IndexMismatchError
 from rag.text.analysis import ANALYSIS_VERSION, GermanAnalyzer
 
 STORAGE_VERSION = 1  # bump whenever the tables' layout or encoding changes
+# BM25's usual parameters (term-frequency saturation, length normalisation), both backends.
+BM25_K1 = 1.2
+BM25_B = 0.75
 SCORE_DECIMALS = 9  # BM25 scores are compared at this precision (ties: lower id first)
 MERGE_FANOUT = 8  # merge a term's segments of one level once this many exist
 
@@ -100,8 +103,8 @@ class LexicalIndex:
         conn: sqlite3.Connection | Callable[[], sqlite3.Connection],
         analyzer: GermanAnalyzer | None = None,
         *,
-        k1: float = 1.2,
-        b: float = 0.75,
+        k1: float = BM25_K1,
+        b: float = BM25_B,
     ) -> None:
         # A callable gives each thread its own connection (``SqliteStore.conn``).
         self._conn = conn

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from rag.errors import IndexMismatchError
-from rag.store.lexical import SCORE_DECIMALS, analysis_signature
+from rag.store.lexical import BM25_B, BM25_K1, SCORE_DECIMALS, analysis_signature
 from rag.store.pg_schema import PgConnections
 from rag.text.analysis import GermanAnalyzer
 
@@ -44,8 +44,8 @@ class PgLexicalIndex:
         connections: PgConnections,
         analyzer: GermanAnalyzer | None = None,
         *,
-        k1: float = 1.2,
-        b: float = 0.75,
+        k1: float = BM25_K1,
+        b: float = BM25_B,
     ) -> None:
         self.db = connections
         self.analyzer = analyzer or GermanAnalyzer()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import DocumentNotFoundError, IndexCorruptError
-from rag.store.base import DocumentMeta, StoredDocument, text_key
+from rag.store.base import DocumentMeta, StoredDocument, document_row, text_key
 from rag.store.pg_schema import PgConnections
 from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
@@ -141,17 +141,7 @@ class PostgresStore:
             " SET title = excluded.title, url = excluded.url, published = excluded.published,"
             " source = excluded.source, sources = excluded.sources, path = excluded.path,"
             " text = excluded.text, content_sha256 = excluded.content_sha256, ingested_at = now()",
-            (
-                doc.doc_id,
-                doc.title,
-                doc.url,
-                doc.published,
-                doc.source,
-                json.dumps(list(doc.sources)),
-                doc.path,
-                doc.text,
-                content_sha256,
-            ),
+            document_row(doc, content_sha256),
         )
 
     def delete_document(self, doc_id: str) -> list[int]:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import DocumentNotFoundError, IndexCorruptError
-from rag.store.base import DocumentMeta, StoredDocument
+from rag.store.base import DocumentMeta, StoredDocument, document_row
 from rag.store.sqlite_chunks import SqliteChunks
 from rag.types import Document, EmbedderIdentity
 
@@ -229,17 +229,7 @@ class SqliteStore(SqliteChunks):
             " source=excluded.source, sources=excluded.sources, path=excluded.path,"
             " text=excluded.text, content_sha256=excluded.content_sha256,"
             " ingested_at=strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
-            (
-                doc.doc_id,
-                doc.title,
-                doc.url,
-                doc.published,
-                doc.source,
-                json.dumps(list(doc.sources)),
-                doc.path,
-                doc.text,
-                content_sha256,
-            ),
+            document_row(doc, content_sha256),
         )
 
     def delete_document(self, doc_id: str) -> list[int]:
