@@ -16,6 +16,7 @@ held-out articles (``FOLDS``-fold cross-validation over the dev articles).
 from __future__ import annotations
 
 import json
+import pickle
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from rag.answer.selector import (
     SelectorWeights,
     choose,
     question_row,
+    quote_spans,
 )
 from rag.config import Settings
 from rag.evaluation import every_nth, load_beir
@@ -49,7 +51,18 @@ FOLDS = 3
 # any other does not raise them (the ablation in docs/tuning.md); the rest are computed for
 # that ablation and for the answerable model.
 SENTENCE_FEATURES = ("cosine_gap", "overlap_gap", "type_match", "cross_lingual", "novelty")
-MAX_SENTENCES = 2
+MAX_SENTENCES = 2  # as the answerer's default (AnswerThresholds.extractive_max_sentences)
+# How much is quoted, chosen by cross-validation on the dev split (the grid in docs/tuning.md):
+SECOND_RATIO = 0.3  # a second sentence at >= this share of the best one's probability
+NEIGHBOUR_BELOW = 1.0  # the best sentence's likelier neighbour joins below this (1: always)
+QUOTING_GRID = (
+    (1, 0.3, 0.0),
+    (2, 0.5, 0.0),
+    (2, 0.3, 0.0),
+    (2, 0.3, 0.5),
+    (2, 0.5, 1.0),
+    (3, 0.3, 1.0),
+)  # (max sentences, second ratio, neighbour below) rows besides the chosen one
 
 
 @dataclass
@@ -213,7 +226,7 @@ def fit(
         np.array([s.answerable for s in usable], dtype=bool),
         question_features,
     )
-    model = SelectorWeights(sentence, answerable, {})
+    model = SelectorWeights(sentence, answerable, {}, SECOND_RATIO, NEIGHBOUR_BELOW)
     return replace(model, thresholds=choose_thresholds(model, samples))
 
 
@@ -237,14 +250,26 @@ def score(samples: Sequence[Sample], picks: dict[str, list[int]]) -> dict[str, d
         answerable = [s for s in items if s.answerable]
         unanswerable = [s for s in items if not s.answerable]
         out[lang] = {
-            "supported": _rate(answerable, lambda s: any(s.labels[i] for i in picks[s.qid])),
+            "supported": _rate(answerable, lambda s: _supported(s, picks[s.qid])),
             "abstained_unanswerable": _rate(unanswerable, lambda s: not picks[s.qid]),
             "false_abstention": _rate(answerable, lambda s: not picks[s.qid]),
         }
     return out
 
 
-def picks_of(model: SelectorWeights, samples: Sequence[Sample]) -> dict[str, list[int]]:
+def _supported(sample: Sample, picked: Sequence[int]) -> bool:
+    """A quoted span (``quote_spans``) holds a positive sentence."""
+    return any(
+        sample.labels[i]
+        for span in quote_spans(sample.candidates, picked)
+        for i, c in enumerate(sample.candidates)
+        if c.hit_index == span.hit_index and span.start <= c.start and c.end <= span.end
+    )
+
+
+def picks_of(
+    model: SelectorWeights, samples: Sequence[Sample], max_sentences: int = MAX_SENTENCES
+) -> dict[str, list[int]]:
     """The sentences ``model`` quotes for each sample (empty: abstains)."""
     return {
         s.qid: choose(
@@ -253,7 +278,7 @@ def picks_of(model: SelectorWeights, samples: Sequence[Sample]) -> dict[str, lis
             model,
             answerable=model.answerable_probability(s.rows),
             language=s.lang,
-            max_sentences=MAX_SENTENCES,
+            max_sentences=max_sentences,
         )
         for s in samples
     }
@@ -267,14 +292,20 @@ def cross_validated(
     samples: Sequence[Sample],
     features: Sequence[str] = SENTENCE_FEATURES,
     question_features: Sequence[str] = QUESTION_FEATURES,
+    quoting: tuple[int, float, float] = (MAX_SENTENCES, SECOND_RATIO, NEIGHBOUR_BELOW),
 ) -> dict[str, dict[str, float]]:
-    """``score`` on held-out folds (by article), each fold's model fitted on the others."""
+    """``score`` on held-out folds (by article), each fold's model fitted on the others.
+
+    ``quoting``: max sentences, second ratio and neighbour threshold of the quotes.
+    """
     fold = [zlib.crc32(s.group.encode()) % FOLDS for s in samples]
     picks: dict[str, list[int]] = {}
     for k in range(FOLDS):
         train = [s for s, f in zip(samples, fold, strict=True) if f != k]
         test = [s for s, f in zip(samples, fold, strict=True) if f == k]
-        picks.update(picks_of(fit(train, features, question_features), test))
+        model = fit(train, features, question_features)
+        model = replace(model, second_ratio=quoting[1], neighbour_below=quoting[2])
+        picks.update(picks_of(model, test, quoting[0]))
     return score(samples, picks)
 
 
@@ -295,13 +326,45 @@ def ablation(samples: Sequence[Sample]) -> list[dict[str, Any]]:
         kept = [g for g in QUESTION_FEATURES if g != f]
         scores = cross_validated(samples, SENTENCE_FEATURES, kept)
         runs.append({"without": f"{f} (answerable)", "scores": scores})
+    for q in QUOTING_GRID:
+        scores = cross_validated(samples, quoting=q)
+        label = f"(quoting: max {q[0]} sentences, second ratio {q[1]}, neighbour below {q[2]})"
+        runs.append({"without": label, "scores": scores})
     return runs
 
 
 def collect(
-    settings: Settings, xquad: Path, qa: Path | None, index_dir: Path, *, every: int = 1
+    settings: Settings,
+    xquad: Path,
+    qa: Path | None,
+    index_dir: Path,
+    *,
+    every: int = 1,
+    cache: Path | None = None,
 ) -> list[Sample]:
-    """Samples of the XQuAD dev split (its corpus ingested into ``index_dir``) and ``qa``."""
+    """Samples of the XQuAD dev split (its corpus ingested into ``index_dir``) and ``qa``.
+
+    With ``cache``, samples saved there by an earlier run with the same arguments are loaded
+    instead of retrieving again (a refit or ablation then takes seconds), and fresh ones are
+    saved there.
+    """
+    key = [str(xquad), str(qa), every, FEATURES]
+    if cache is not None and cache.exists():
+        with cache.open("rb") as f:
+            saved = pickle.load(f)  # a file this command wrote
+        if saved.get("key") == key:
+            return list(saved["samples"])
+    samples = _collect(settings, xquad, qa, index_dir, every=every)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with cache.open("wb") as f:
+            pickle.dump({"key": key, "samples": samples}, f)
+    return samples
+
+
+def _collect(
+    settings: Settings, xquad: Path, qa: Path | None, index_dir: Path, *, every: int
+) -> list[Sample]:
     from rag.ingest.loaders import document_from_text
 
     service = RagService.from_settings(settings.model_copy(update={"index_dir": index_dir}))
@@ -315,6 +378,15 @@ def collect(
         samples += qa_samples(service, qa)
         service.close()
     return samples
+
+
+def _label(without: str) -> str:
+    """The ablation row's name: the kept model, an added or removed feature, a quoting choice."""
+    if without == "-":
+        return "all (cross-validated)"
+    if without.startswith("+"):
+        return f"with {without[1:]}"
+    return without if without.startswith("(") else f"without {without}"
 
 
 def format_scores(label: str, scores: dict[str, dict[str, float]]) -> str:
@@ -335,9 +407,10 @@ def run_tune(
     out: Path,
     with_ablation: bool = False,
     every: int = 1,
+    cache: Path | None = None,
 ) -> int:
     """CLI entry: collect features, fit, write the weights, print the (ablation) table."""
-    samples = collect(settings, xquad, qa, index_dir, every=every)
+    samples = collect(settings, xquad, qa, index_dir, every=every, cache=cache)
     model = fit(samples)
     langs = sorted({s.lang for s in samples})
     header = "| features | " + " | ".join(
@@ -351,9 +424,7 @@ def run_tune(
     )
     if with_ablation:
         for run in ablation(samples):
-            label = (
-                "all (cross-validated)" if run["without"] == "-" else f"without {run['without']}"
-            )
+            label = _label(run["without"])
             print(format_scores(label, run["scores"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(model.to_json(), encoding="utf-8")

@@ -84,6 +84,21 @@ def test_choose_abstains_below_the_threshold_and_joins_sentences_of_one_passage(
     assert pick([0.9, 0.8, 0.5], answerable=0.4) == []  # the question is not answerable
 
 
+def test_choose_adds_the_likelier_neighbour_of_the_best_sentence() -> None:
+    cands = [Candidate(0, 0, 5, 0), Candidate(0, 6, 9, 1), Candidate(0, 10, 14, 2)]
+    cands.append(Candidate(1, 0, 4, 1))  # next in vector index, but another passage
+
+    def pick(below: float, probs: list[float]) -> list[int]:
+        model = _weights(second_ratio=0.5, neighbour_below=below)
+        return choose(cands, np.array(probs), model, answerable=0.9, language="de", max_sentences=1)
+
+    assert pick(1.0, [0.1, 0.9, 0.3, 0.8]) == [1, 2]
+    assert pick(1.0, [0.4, 0.9, 0.3, 0.8]) == [1, 0]
+    assert quote_spans(cands, [1, 2]) == [Candidate(0, 6, 14, 1)]
+    assert pick(0.5, [0.1, 0.9, 0.3, 0.8]) == [1]  # sure enough: no neighbour
+    assert pick(1.0, [0.1, 0.2, 0.3, 0.9]) == [3]  # no neighbour in its passage
+
+
 def _hits(*texts: str) -> list[Hit]:
     return [
         Hit(chunk=Chunk(10 + i, f"d{i}", 0, 0, len(t), t), score=1.0 - 0.1 * i)

@@ -180,7 +180,10 @@ class SelectorWeights:
     sentence: Logistic  # over ``FEATURES``: does this sentence answer?
     answerable: Logistic  # over ``QUESTION_FEATURES``: do the passages answer at all?
     thresholds: dict[str, float]  # per question language; abstain below
-    second_ratio: float = 0.5  # quote a second sentence at >= this share of the best's
+    second_ratio: float = 0.3  # quote a second sentence at >= this share of the best's
+    # Also quote the best sentence's likelier neighbour while its probability is below this
+    # (1: always); chosen by cross-validation on the dev split (docs/tuning.md).
+    neighbour_below: float = 0.0
 
     def probabilities(self, rows: Matrix) -> Matrix:
         """Probability that each row's sentence answers (rows hold all ``FEATURES``)."""
@@ -221,7 +224,8 @@ class SelectorWeights:
             models["sentence"],
             models["answerable"],
             {k: float(v) for k, v in data["thresholds"].items()},
-            float(data.get("second_ratio", 0.5)),
+            float(data.get("second_ratio", 0.3)),
+            float(data.get("neighbour_below", 0.0)),
         )
 
     @classmethod
@@ -252,6 +256,8 @@ def choose(
     threshold for the question's ``language``. Else the best sentence, plus the next ones
     while they stay at ``second_ratio`` of its probability. Sentences of one passage are
     quoted as one span (``quote_spans``), so a second one there must keep the span short.
+    Below ``neighbour_below`` the best sentence's likelier neighbour in its passage joins
+    (answers often sit in the sentence next to the one that echoes the question).
     """
     order = [int(i) for i in np.argsort(-probs, kind="stable")]
     if not order or answerable < weights.threshold(language):
@@ -266,7 +272,25 @@ def choose(
             if max(c.end for c in span) - min(c.start for c in span) > max_span_chars:
                 continue
         chosen.append(i)
-    return chosen
+    return _with_neighbour(candidates, probs, chosen, weights.neighbour_below)
+
+
+def _with_neighbour(
+    candidates: Sequence[Candidate], probs: Matrix, chosen: list[int], below: float
+) -> list[int]:
+    """``chosen`` plus the likelier sentence next to its first one, if that is below ``below``."""
+    top = candidates[chosen[0]]
+    if probs[chosen[0]] >= below:
+        return chosen
+    near = [
+        i
+        for i, c in enumerate(candidates)
+        if c.hit_index == top.hit_index and abs(c.vector_index - top.vector_index) == 1
+    ]
+    if not near:
+        return chosen
+    best = max(near, key=lambda i: float(probs[i]))
+    return chosen if best in chosen else [*chosen, best]
 
 
 def quote_spans(candidates: Sequence[Candidate], picked: Sequence[int]) -> list[Candidate]:

@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="rag/answer/selector.json", help="where to write the weights")
     p.add_argument("--ablation", action="store_true", help="also refit without each feature")
     p.add_argument("--every", type=int, default=1, help="use one dev question in N")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="reuse the features saved in this file by an earlier run with the same data "
+        "(after a change to retrieval or features, delete it)",
+    )
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("serve", help="serve the HTTP API and chat page")

@@ -235,6 +235,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
         out=Path(args.out),
         with_ablation=args.ablation,
         every=args.every,
+        cache=Path(args.cache) if args.cache else None,
     )
 
 
