@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from rag.errors import IndexCorruptError
 from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
 
@@ -181,3 +182,15 @@ def document_row(doc: Document, content_sha256: str) -> tuple[object, ...]:
         doc.text,
         content_sha256,
     )
+
+
+def identity_from_manifest(value: object, damaged: str) -> EmbedderIdentity | None:
+    """The embedder identity stored in a manifest; ``IndexCorruptError(damaged)`` if unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        try:
+            return EmbedderIdentity(**value)
+        except TypeError as exc:
+            raise IndexCorruptError(damaged) from exc
+    raise IndexCorruptError(damaged)

@@ -17,8 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import DocumentNotFoundError, IndexCorruptError
-from rag.store.base import DocumentMeta, StoredDocument, document_row, text_key
+from rag.errors import DocumentNotFoundError
+from rag.store.base import (
+    DocumentMeta,
+    StoredDocument,
+    document_row,
+    identity_from_manifest,
+    text_key,
+)
 from rag.store.pg_schema import PgConnections
 from rag.types import Chunk, Document, EmbedderIdentity, FloatArray
 
@@ -104,16 +110,10 @@ class PostgresStore:
         )
 
     def embedder_identity(self) -> EmbedderIdentity | None:
-        value = self.get_meta("embedder")
-        if value is None:
-            return None
-        try:
-            assert isinstance(value, dict)
-            return EmbedderIdentity(**value)
-        except (AssertionError, TypeError) as exc:
-            raise IndexCorruptError(
-                "the database's embedder entry is damaged; ingest again into a new database"
-            ) from exc
+        return identity_from_manifest(
+            self.get_meta("embedder"),
+            "the database's embedder entry is damaged; ingest again into a new database",
+        )
 
     def set_embedder_identity(self, identity: EmbedderIdentity) -> None:
         """Record the model and give the vector column its dimension and HNSW index."""

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import DocumentNotFoundError, IndexCorruptError
-from rag.store.base import DocumentMeta, StoredDocument, document_row
+from rag.store.base import DocumentMeta, StoredDocument, document_row, identity_from_manifest
 from rag.store.sqlite_chunks import SqliteChunks
 from rag.types import Document, EmbedderIdentity
 
@@ -179,17 +179,11 @@ class SqliteStore(SqliteChunks):
 
     def embedder_identity(self) -> EmbedderIdentity | None:
         """The model that embedded this index, or None for an empty new index."""
-        value = self._get("embedder")
-        if value is None:
-            return None
-        try:
-            assert isinstance(value, dict)
-            return EmbedderIdentity(**value)
-        except (AssertionError, TypeError) as exc:
-            raise IndexCorruptError(
-                "the index manifest's embedder entry is damaged; delete the index directory "
-                "and ingest again (`rag ingest corpus/`)"
-            ) from exc
+        return identity_from_manifest(
+            self._get("embedder"),
+            "the index manifest's embedder entry is damaged; delete the index directory "
+            "and ingest again (`rag ingest corpus/`)",
+        )
 
     def set_embedder_identity(self, identity: EmbedderIdentity) -> None:
         self._set("embedder", identity.__dict__)
