@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="Inference backend of the embedding model."
     )
+    embedding_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Matmul precision of the torch backend for passages: `auto` is bf16 where "
+        "the CPU has bf16 hardware (AMX, AVX-512 BF16), else fp32; queries are always fp32.",
+    )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Passages per batch.")
     embedding_threads: int = Field(
         0, ge=0, le=256, description="Threads of one embedding forward pass; 0 = the runtime's."

@@ -106,13 +106,19 @@ class _EmbedActor:
     """One model per actor; embeds a batch of chunked documents in one ``embed_chunks`` call."""
 
     def __init__(
-        self, model_path: str, model_dir: str, backend: str, threads: int, windows: str
+        self,
+        model_path: str,
+        model_dir: str,
+        backend: str,
+        precision: str,
+        threads: int,
+        windows: str,
     ) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.embedder = SentenceTransformerEmbedder(
-            model_path, model_dir=Path(model_dir), backend=backend
+            model_path, model_dir=Path(model_dir), backend=backend, precision=precision
         )
         self.weights = self.embedder.identity.weights_sha256
         self.windows = cast(WindowVectors, windows)
@@ -183,9 +189,12 @@ def _unchanged(index: Index) -> dict[str, str]:
 
 
 def _pipeline(
-    index: Index, paths: Sequence[Path], options: RayOptions, model: tuple[str, str, str]
+    index: Index, paths: Sequence[Path], options: RayOptions, model: tuple[str, str, str, str]
 ) -> Any:
-    """The lazy Ray dataset of ingest items; ``model`` is (folder, model_dir, backend)."""
+    """The lazy Ray dataset of ingest items.
+
+    ``model`` is (folder, model_dir, backend, precision).
+    """
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -212,6 +221,7 @@ def _pipeline(
             "model_path": model[0],
             "model_dir": model[1],
             "backend": model[2],
+            "precision": model[3],
             "threads": options.cpus_per_actor,
             "windows": index.window_vectors,  # separate or late, as the Index embeds them
         },
@@ -230,6 +240,7 @@ def ingest_on_ray(
     model_path: Path,
     model_dir: Path,
     backend: str = "torch",
+    precision: str = "auto",
     prune: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> tuple[IngestReport, RayThroughput]:
@@ -267,7 +278,7 @@ def ingest_on_ray(
     try:
         _check_cpus(options, float(ray.cluster_resources().get("CPU", 0)))  # type: ignore[no-untyped-call]
         begun = time.perf_counter()
-        ds = _pipeline(index, paths, options, (str(model_path), str(model_dir), backend))
+        ds = _pipeline(index, paths, options, (str(model_path), str(model_dir), backend, precision))
         report = index.ingest(
             items(ds), batch_docs=options.batch_docs, prune=prune, on_progress=on_progress
         )

@@ -99,6 +99,7 @@ class RagService:
             backend=settings.embedding_backend,
             batch_size=settings.embedding_batch_size,
             threads=settings.embedding_threads,
+            precision=settings.embedding_precision,
         )
         chat: ChatModel | None = None
         if settings.llm_model:

@@ -131,6 +131,11 @@ def test_constructor_is_cheap_and_checks_the_backend(tmp_path: Path) -> None:
     SentenceTransformerEmbedder("no-such-org/no-such-model", model_dir=tmp_path)
     with pytest.raises(ConfigError, match="Unknown embedding backend"):
         SentenceTransformerEmbedder(backend="tensorrt")
+    with pytest.raises(ConfigError, match="Unknown embedding precision"):
+        SentenceTransformerEmbedder(precision="fp8")
+    # bf16 is autocast of torch modules: the ONNX backends run their own graphs.
+    assert not SentenceTransformerEmbedder(backend="onnx", precision="bf16").bf16
+    assert not SentenceTransformerEmbedder(precision="fp32").bf16
 
 
 def test_hub_probe_answers_quickly_both_ways() -> None:
@@ -241,3 +246,29 @@ def test_model_without_prompts_embeds_bare_text(
     assert np.allclose(plain.embed_queries(text), plain.embed_passages(text), atol=1e-6)
     bare = embedder._st.encode(text, prompt="", normalize_embeddings=True)
     assert float(plain.embed_queries(text)[0] @ bare[0]) > 0.9999
+
+
+@pytest.mark.slow
+def test_bf16_passages_stay_at_fp32_quality_and_queries_stay_fp32(
+    embedder_model_path: Path,
+) -> None:
+    def load(precision: str) -> SentenceTransformerEmbedder:
+        model = SentenceTransformerEmbedder(
+            str(embedder_model_path), model_dir=embedder_model_path.parent, precision=precision
+        )
+        model.load()
+        return model
+
+    fp32, bf16 = load("fp32"), load("bf16")
+    passages = [
+        "Das Brandenburger Tor wurde zwischen 1788 und 1791 auf Anweisung des Königs erbaut.",
+        "Die Elbe entspringt im Riesengebirge und mündet bei Cuxhaven in die Nordsee.",
+        "Im Juli 2018 fand in Helsinki ein Treffen der beiden Präsidenten statt.",
+    ]
+    a, b = fp32.embed_passages(passages), bf16.embed_passages(passages)
+    assert not np.array_equal(a, b), "bf16 autocast did not run"
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9995
+    questions = ["Wo mündet die Elbe?", "When was the gate built?"]
+    np.testing.assert_allclose(fp32.embed_queries(questions), bf16.embed_queries(questions))
+    # Same vectors for every purpose an index has: one identity, no re-ingest on a switch.
+    assert fp32.identity == bf16.identity

@@ -110,6 +110,7 @@ def _ingest_on_ray(args: argparse.Namespace, settings: Settings):  # type: ignor
             model_path=folder,
             model_dir=settings.model_dir,
             backend=settings.embedding_backend,
+            precision=settings.embedding_precision,
             prune=args.prune,
             on_progress=on_progress,
         )
