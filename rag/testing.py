@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answer.selector import Logistic, SelectorWeights
+from rag.answer.selector import CROSS_LINGUAL, SAME_LANGUAGE, Logistic, SelectorWeights
 from rag.errors import DocumentNotFoundError, GenerationError
 from rag.store.base import DocumentMeta, StoredDocument, text_key
 from rag.store.lexical import SCORE_DECIMALS
@@ -368,5 +368,5 @@ def overlap_selector() -> SelectorWeights:
     return SelectorWeights(
         sentence=Logistic(("overlap",), (0.0,), (1.0,), (8.0,), -1.0),
         answerable=Logistic(("max_coverage",), (0.0,), (1.0,), (8.0,), -1.0),
-        thresholds={"de": 0.5, "en": 0.5},
+        thresholds={SAME_LANGUAGE: 0.5, CROSS_LINGUAL: 0.5},
     )

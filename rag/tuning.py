@@ -7,9 +7,10 @@ service retrieves its passages as it would to answer; every quotable sentence be
 row of ``rag.answer.selector.FEATURES``, labelled 1 when it holds a gold answer (XQuAD) or
 overlaps a gold quote (dev.jsonl). A logistic regression (L2, Newton's method, numpy) is
 fitted on all rows, and a second one on question-level aggregates
-(``rag.answer.selector.QUESTION_FEATURES``) labelled answerable or not; its threshold per
-question language is the highest that keeps false abstention on the answerable questions at
-or below ``MAX_FALSE_ABSTENTION``. The ablation refits without each feature and scores
+(``rag.answer.selector.QUESTION_FEATURES``) labelled answerable or not; its threshold for
+same-language and for cross-lingual questions (``rag.answer.selector.relation``) is the
+highest that keeps false abstention on the answerable questions at or below
+``MAX_FALSE_ABSTENTION``. The ablation refits without each feature and scores
 held-out articles (``FOLDS``-fold cross-validation over the dev articles).
 """
 
@@ -37,6 +38,7 @@ from rag.answer.selector import (
     choose,
     question_row,
     quote_spans,
+    relation,
 )
 from rag.config import Settings
 from rag.evaluation import every_nth, load_beir
@@ -231,14 +233,18 @@ def fit(
 
 
 def choose_thresholds(model: SelectorWeights, samples: Sequence[Sample]) -> dict[str, float]:
-    """Per language, the highest threshold whose false abstention is <= the bound."""
+    """Per ``relation`` (same-language or cross-lingual questions), the highest threshold
+    whose false abstention is <= the bound."""
     limits = {}
-    for lang in sorted({s.lang for s in samples}):
+    keys = [relation(s.rows) for s in samples]
+    for key in sorted(set(keys)):
         best = sorted(
-            model.answerable_probability(s.rows) for s in samples if s.lang == lang and s.answerable
+            model.answerable_probability(s.rows)
+            for s, k in zip(samples, keys, strict=True)
+            if k == key and s.answerable
         )
         if best:
-            limits[lang] = best[int(MAX_FALSE_ABSTENTION * len(best))]
+            limits[key] = best[int(MAX_FALSE_ABSTENTION * len(best))]
     return limits
 
 
@@ -277,7 +283,7 @@ def picks_of(
             model.probabilities(s.rows),
             model,
             answerable=model.answerable_probability(s.rows),
-            language=s.lang,
+            relation=relation(s.rows),
             max_sentences=max_sentences,
         )
         for s in samples

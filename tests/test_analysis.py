@@ -137,6 +137,22 @@ def test_query_splitting_with_a_vocabulary(analyzer: GermanAnalyzer) -> None:
         ('What did "Die Zeit" report about the summit?', "en"),
         ("Putin Trump 2025", "de"),  # no evidence either way: German
         ("", "de"),
+        ("2018", "de"),
+        ("Hallo", "de"),
+        # py3langid's first guesses, corrected by the stop words (XQuAD dev questions)
+        ("What did Lady Gaga sing?", "en"),  # Javanese first
+        ("What are malum prohibitum considerations?", "en"),  # Latin first
+        # any other language
+        ("¿Dónde se reunieron Trump y Putin en julio de 2018?", "es"),
+        ("¿Cuántos habitantes tiene Alemania?", "es"),
+        ("Где встретились Трамп и Путин в июле 2018 года?", "ru"),
+        ("Почему изменились отношения между Вашингтоном и Москвой?", "ru"),
+        ("Qui a gagné le Super Bowl 50 ?", "fr"),  # "a" is an English stop word
+        ("Où Trump et Poutine se sont-ils rencontrés en juillet 2018 ?", "fr"),
+        ("Dove si sono incontrati Trump e Putin nel luglio 2018?", "it"),
+        ("Chi ha vinto il Super Bowl 50?", "it"),
+        ("Waar ontmoetten Trump en Poetin elkaar in juli 2018?", "nl"),
+        ('¿Cuándo salió "The Life of Pablo"?', "es"),
     ],
 )
 def test_detect_language(text: str, language: str) -> None:

@@ -6,10 +6,11 @@ import pytest
 
 from rag.answer.extractive import ScoredSentence, compose_extractive
 from rag.answer.selector import choose as pick
-from rag.answer.selector import sentence_features
+from rag.answer.selector import relation, sentence_features
 from rag.answer.support import SentenceBank
 from rag.retrieve.question_parts import question_parts
 from rag.testing import FakeEmbedder, overlap_selector
+from rag.text.analysis import detect_language
 from rag.types import Chunk, Hit
 
 DOC = (
@@ -43,14 +44,19 @@ def choose(question: str, hits: list[Hit], max_sentences: int = 2) -> tuple[str,
     probs = OVERLAP.probabilities(rows)
     answerable = OVERLAP.answerable_probability(rows)
     picked = pick(
-        cands, probs, OVERLAP, answerable=answerable, language="de", max_sentences=max_sentences
+        cands,
+        probs,
+        OVERLAP,
+        answerable=answerable,
+        relation=relation(rows),
+        max_sentences=max_sentences,
     )
     chosen = [
         ScoredSentence(c.hit_index, c.start, c.end, float(probs[i]), c.vector_index)
         for i in picked
         for c in [cands[i]]
     ]
-    language = "en" if question.startswith(("Where", "What", "When")) else "de"
+    language = detect_language(question)
     if not chosen:
         return "", ()
     pieces, citations = compose_extractive(chosen, hits, language=language)
@@ -96,6 +102,36 @@ def test_english_question_over_german_text_gets_a_lead_in() -> None:
     assert text.startswith("According to the sources (quoted in German): ")
     german, _ = choose("Wo ist der Gipfel mit Trump und Putin?", hits_of())
     assert not german.startswith(("According", "Laut den Quellen"))
+
+
+@pytest.mark.parametrize(
+    ("language", "lead_in"),
+    [
+        ("en", "According to the sources (quoted in German): "),
+        # languages without a lead-in of their own get the English one
+        ("es", "According to the sources (quoted in German): "),
+        ("ru", "According to the sources (quoted in German): "),
+        ("de", ""),
+    ],
+)
+def test_quotes_in_another_language_get_a_lead_in(language: str, lead_in: str) -> None:
+    hits = hits_of()
+    start = hits[0].chunk.text.index("Der Gipfel")
+    chosen = [ScoredSentence(0, start, hits[0].chunk.text.index(" Die Deleg"), 0.9, 1)]
+    pieces, _ = compose_extractive(chosen, hits, language=language)
+    assert pieces[0] == lead_in + "Der Gipfel zwischen Trump und Putin findet im Juli in " + (
+        "Helsinki statt. [1]"
+    )
+
+
+def test_a_german_question_names_the_quoted_language_in_german() -> None:
+    text = "Intro.\n\nThe summit between Trump and Putin takes place in Helsinki in July."
+    hits = hits_of(text)
+    chosen = [ScoredSentence(0, 0, len(hits[0].chunk.text), 0.9, 0)]
+    pieces, _ = compose_extractive(chosen, hits, language="de")
+    assert pieces[0].startswith("Laut den Quellen (Zitat auf Englisch): The summit")
+    pieces, _ = compose_extractive(chosen, hits, language="it")
+    assert pieces[0].startswith("According to the sources (quoted in English): The summit")
 
 
 def test_markdown_emphasis_is_shown_plain_but_quoted_exactly() -> None:

@@ -50,6 +50,12 @@ def test_instructions_cover_citations_language_and_abstention() -> None:
     assert "untrusted" in SYSTEM_PROMPT and "language" in SYSTEM_PROMPT
     english = build_messages("What?", [hit("Text.")], language="en")[1]["content"]
     assert "Answer language: English" in english
+    spanish = build_messages("¿Qué?", [hit("Text.")], language="es")[1]["content"]
+    assert "Answer language: Spanish" in spanish and "in Spanish using only" in spanish
+    russian = build_messages("Что?", [hit("Text.")], language="ru")[1]["content"]
+    assert "Answer language: Russian" in russian
+    rare = build_messages("?", [hit("Text.")], language="kab")[1]["content"]
+    assert "Answer language: the language with ISO 639 code 'kab'" in rare
 
 
 def test_injected_document_does_not_change_the_message_structure() -> None:

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from rag.answer.selector import (
+    CROSS_LINGUAL,
     FEATURES,
     QUESTION_FEATURES,
+    SAME_LANGUAGE,
     Candidate,
     SelectorWeights,
     choose,
     quote_spans,
+    relation,
     sentence_features,
 )
 from rag.answer.support import SentenceBank
@@ -56,8 +59,34 @@ def test_shipped_weights_load_and_use_known_features() -> None:
     assert set(model.answerable.features) <= set(QUESTION_FEATURES)
     for part in (model.sentence, model.answerable):
         assert len(part.weights) == len(part.mean) == len(part.scale) == len(part.features)
-    assert {"de", "en"} <= set(model.thresholds)
+    assert set(model.thresholds) == {SAME_LANGUAGE, CROSS_LINGUAL}
     assert all(0.0 < t < 1.0 for t in model.thresholds.values())
+    # across languages the answerable model is less sure: its threshold is lower
+    assert model.thresholds[CROSS_LINGUAL] < model.thresholds[SAME_LANGUAGE]
+
+
+def test_thresholds_are_keyed_by_whether_question_and_passages_share_a_language() -> None:
+    model = _weights(thresholds={SAME_LANGUAGE: 0.7, CROSS_LINGUAL: 0.4})
+    rows = np.zeros((4, len(FEATURES)))
+    col = FEATURES.index("cross_lingual")
+    assert relation(rows) == SAME_LANGUAGE
+    rows[:3, col] = 1.0  # most sentences in another language than the question
+    assert relation(rows) == CROSS_LINGUAL
+    rows[:3, col], rows[3:, col] = 0.0, 1.0
+    assert relation(rows) == SAME_LANGUAGE
+    assert relation(np.zeros((0, len(FEATURES)))) == SAME_LANGUAGE
+    cands = [Candidate(0, 0, 5, 0)]
+
+    def pick(key: str) -> list[int]:
+        return choose(cands, np.array([0.9]), model, answerable=0.5, relation=key, max_sentences=1)
+
+    assert pick(CROSS_LINGUAL) == [0]
+    assert pick(SAME_LANGUAGE) == []
+    assert pick("unknown") == []  # an unknown key gets the strictest threshold
+    # selector.json files from before keyed the thresholds by the (German corpus') languages
+    data = json.loads(model.to_json())
+    data["thresholds"] = {"de": 0.7, "en": 0.4}
+    assert SelectorWeights.from_json(json.dumps(data)).thresholds == model.thresholds
 
 
 def test_choose_abstains_below_the_threshold_and_joins_sentences_of_one_passage() -> None:
@@ -70,7 +99,7 @@ def test_choose_abstains_below_the_threshold_and_joins_sentences_of_one_passage(
             np.array(probs),
             model,
             answerable=answerable,
-            language="de",
+            relation=SAME_LANGUAGE,
             max_sentences=2,
             **kw,  # type: ignore[arg-type]
         )
@@ -90,7 +119,9 @@ def test_choose_adds_the_likelier_neighbour_of_the_best_sentence() -> None:
 
     def pick(below: float, probs: list[float]) -> list[int]:
         model = _weights(second_ratio=0.5, neighbour_below=below)
-        return choose(cands, np.array(probs), model, answerable=0.9, language="de", max_sentences=1)
+        return choose(
+            cands, np.array(probs), model, answerable=0.9, relation=SAME_LANGUAGE, max_sentences=1
+        )
 
     assert pick(1.0, [0.1, 0.9, 0.3, 0.8]) == [1, 2]
     assert pick(1.0, [0.4, 0.9, 0.3, 0.8]) == [1, 0]
@@ -196,6 +227,8 @@ def test_refitting_on_a_slice_behaves_like_the_shipped_weights(embedder, tmp_pat
     assert len(samples) >= 20
     shipped = SelectorWeights.load()
     refit = fit(samples, shipped.sentence.features, shipped.answerable.features)
+    # German questions over German paragraphs, English ones across: one threshold each
+    assert set(refit.thresholds) == {SAME_LANGUAGE, CROSS_LINGUAL}
     same_top = np.mean(
         [
             int(np.argmax(shipped.probabilities(s.rows)))

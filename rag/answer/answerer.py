@@ -45,6 +45,7 @@ from rag.answer.selector import (
     SelectorWeights,
     choose,
     quote_spans,
+    relation,
     sentence_features,
 )
 from rag.answer.support import SentenceBank, SupportThresholds, check_citations
@@ -244,7 +245,7 @@ class Answerer:
             probs,
             self.selector,
             answerable=self.selector.answerable_probability(rows),
-            language=language,
+            relation=relation(rows),
             max_sentences=self.thresholds.extractive_max_sentences,
         )
         draft.timings["generate"] = _ms(t)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rag.answer.support import SentenceBank, content_terms
 from rag.embedding.base import Embedder
 from rag.text.analysis import detect_language
+from rag.text.language import language_name
 from rag.text.lexicon import CLOSERS
 from rag.types import Citation, FloatArray, Hit
 
@@ -114,15 +115,14 @@ def term_match(term: str, terms: set[str]) -> float:
 
 
 # Lead-in for quotes in another language than the question's: the quote stays as the source
-# wrote it (that is what the citation proves), and the lead-in says so.
+# wrote it (that is what the citation proves), and the lead-in says so; in English for a
+# question in a language without its own lead-in.
 LEAD_INS = {
     "en": "According to the sources (quoted in {language}):",
     "de": "Laut den Quellen (Zitat auf {language}):",
 }
-LANGUAGE_NAMES = {
-    "en": {"de": "German", "en": "English"},
-    "de": {"de": "Deutsch", "en": "Englisch"},
-}
+# The quoted language's name in the lead-in's language (English names: ``language_name``).
+_GERMAN_NAMES = {"de": "Deutsch", "en": "Englisch"}
 
 
 def _display(text: str) -> str:
@@ -168,7 +168,7 @@ def compose_extractive(
     pieces = [("" if i == 0 else " ") + p for i, p in enumerate(parts)]
     foreign = sorted(quoted_in - {language})
     if foreign and pieces:
-        names = LANGUAGE_NAMES.get(language, LANGUAGE_NAMES["en"])
         lead = LEAD_INS.get(language, LEAD_INS["en"])
-        pieces[0] = lead.format(language=names.get(foreign[0], foreign[0])) + " " + pieces[0]
+        name = _GERMAN_NAMES.get(foreign[0]) if language == "de" else None
+        pieces[0] = lead.format(language=name or language_name(foreign[0])) + " " + pieces[0]
     return pieces, tuple(citations)

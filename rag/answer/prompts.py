@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.text.language import language_name
 from rag.types import Hit, Turn
 
 __all__ = [
@@ -24,8 +25,6 @@ __all__ = [
 
 NOT_IN_SOURCES = "NOT_IN_SOURCES"
 """What the model replies when the sources do not answer; code turns it into a message."""
-
-LANGUAGE_NAMES = {"de": "German", "en": "English"}
 
 SYSTEM_PROMPT = f"""\
 You answer questions using only the numbered sources in the user's message.
@@ -81,7 +80,7 @@ def build_messages(
     ``standalone_question`` (a condensed follow-up) is added when it differs from the
     question, so the model knows what "das" refers to.
     """
-    lang = LANGUAGE_NAMES.get(language, "English")
+    lang = language_name(language)
     lines = [f"Question: {neutralize(question.strip())}"]
     if standalone_question and standalone_question.strip() != question.strip():
         lines.append(f"Question with the conversation's context: {neutralize(standalone_question)}")

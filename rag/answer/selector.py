@@ -6,9 +6,12 @@ The weights are fitted on data (``rag tune``, ``rag.tuning``: XQuAD dev split pl
 ``eval/data/dev/dev.jsonl``) and shipped as ``selector.json`` next to this module; inference
 is this dot product, no fitting library needed. A second logistic model over a few
 question-level aggregates of the same features (``QUESTION_FEATURES``) gives the probability
-that the passages answer at all; below the threshold for the question's language (chosen on
-the dev split for the most abstention on unanswerable questions at <= 5 % false abstention)
-the answer abstains.
+that the passages answer at all; below its threshold the answer abstains. There are two
+thresholds, one for questions in the language of their passages and one for questions in
+another (``relation``), each chosen on the dev split for the most abstention on
+unanswerable questions at <= 5 % false abstention. XQuAD's corpus is German, so its German
+questions set the first and its English ones the second, which then serves a Spanish or
+Russian question as well.
 """
 
 from __future__ import annotations
@@ -30,15 +33,18 @@ from rag.text.analysis import detect_language
 from rag.types import Hit
 
 __all__ = [
+    "CROSS_LINGUAL",
     "FEATURES",
     "MAX_SPAN_CHARS",
     "QUESTION_FEATURES",
+    "SAME_LANGUAGE",
     "Candidate",
     "Logistic",
     "SelectorWeights",
     "choose",
     "question_row",
     "quote_spans",
+    "relation",
     "sentence_features",
 ]
 
@@ -151,6 +157,22 @@ def question_row(rows: Matrix) -> Matrix:
     )
 
 
+SAME_LANGUAGE = "same_language"
+CROSS_LINGUAL = "cross_lingual"
+# Threshold keys of selector.json files written before the keys named the relation: they
+# were fitted on German corpora, so a German question was a same-language one.
+_OLD_THRESHOLD_KEYS = {"de": SAME_LANGUAGE, "en": CROSS_LINGUAL}
+
+
+def relation(rows: Matrix) -> str:
+    """Which abstention threshold applies: ``CROSS_LINGUAL`` when most candidate sentences
+    are in another language than the question, else ``SAME_LANGUAGE``."""
+    if rows.shape[0] == 0:
+        return SAME_LANGUAGE
+    share = float(rows[:, FEATURES.index("cross_lingual")].mean())
+    return CROSS_LINGUAL if share > 0.5 else SAME_LANGUAGE
+
+
 @dataclass(frozen=True)
 class Logistic:
     """``sigmoid(w . (x - mean) / scale + b)`` over the named columns."""
@@ -179,7 +201,7 @@ class SelectorWeights:
 
     sentence: Logistic  # over ``FEATURES``: does this sentence answer?
     answerable: Logistic  # over ``QUESTION_FEATURES``: do the passages answer at all?
-    thresholds: dict[str, float]  # per question language; abstain below
+    thresholds: dict[str, float]  # per ``relation`` of question and passages; abstain below
     second_ratio: float = 0.3  # quote a second sentence at >= this share of the best's
     # Also quote the best sentence's likelier neighbour while its probability is below this
     # (1: always); chosen by cross-validation on the dev split (docs/tuning.md).
@@ -197,9 +219,9 @@ class SelectorWeights:
             self.answerable.probabilities(question_row(rows)[None, :], QUESTION_FEATURES)[0]
         )
 
-    def threshold(self, language: str) -> float:
-        """The abstention threshold for a question language (the strictest for others)."""
-        return self.thresholds.get(language, max(self.thresholds.values(), default=0.5))
+    def threshold(self, relation: str) -> float:
+        """The abstention threshold for a ``relation`` (the strictest for an unknown one)."""
+        return self.thresholds.get(relation, max(self.thresholds.values(), default=0.5))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, ensure_ascii=False) + "\n"
@@ -223,7 +245,7 @@ class SelectorWeights:
         return cls(
             models["sentence"],
             models["answerable"],
-            {k: float(v) for k, v in data["thresholds"].items()},
+            {_OLD_THRESHOLD_KEYS.get(k, k): float(v) for k, v in data["thresholds"].items()},
             float(data.get("second_ratio", 0.3)),
             float(data.get("neighbour_below", 0.0)),
         )
@@ -246,21 +268,22 @@ def choose(
     weights: SelectorWeights,
     *,
     answerable: float,
-    language: str,
+    relation: str,
     max_sentences: int,
     max_span_chars: int = MAX_SPAN_CHARS,
 ) -> list[int]:
     """Indices of the sentences to quote, most likely first; empty to abstain.
 
     Empty when ``answerable`` (``SelectorWeights.answerable_probability``) is below the
-    threshold for the question's ``language``. Else the best sentence, plus the next ones
-    while they stay at ``second_ratio`` of its probability. Sentences of one passage are
-    quoted as one span (``quote_spans``), so a second one there must keep the span short.
+    threshold for the ``relation`` of question and passages. Else the best sentence, plus
+    the next ones while they stay at ``second_ratio`` of its probability. Sentences of one
+    passage are quoted as one span (``quote_spans``), so a second one there must keep the
+    span short.
     Below ``neighbour_below`` the best sentence's likelier neighbour in its passage joins
     (answers often sit in the sentence next to the one that echoes the question).
     """
     order = [int(i) for i in np.argsort(-probs, kind="stable")]
-    if not order or answerable < weights.threshold(language):
+    if not order or answerable < weights.threshold(relation):
         return []
     chosen = [order[0]]
     for i in order[1:]:
