@@ -240,7 +240,10 @@ def test_model_without_prompts_embeds_bare_text(
     )
     (folder / "model.safetensors").symlink_to(embedder_model_path / "model.safetensors")
     (folder / "config_sentence_transformers.json").write_text('{"prompts": {}}')
-    plain = SentenceTransformerEmbedder(str(folder), model_dir=tmp_path / "models")
+    # fp32 passages: the comparison below is with queries, which are always fp32
+    plain = SentenceTransformerEmbedder(
+        str(folder), model_dir=tmp_path / "models", precision="fp32"
+    )
     text = ["Moskau zeigt sich optimistisch."]
     assert plain.identity.prompts == {}
     assert np.allclose(plain.embed_queries(text), plain.embed_passages(text), atol=1e-6)
@@ -272,3 +275,14 @@ def test_bf16_passages_stay_at_fp32_quality_and_queries_stay_fp32(
     np.testing.assert_allclose(fp32.embed_queries(questions), bf16.embed_queries(questions))
     # Same vectors for every purpose an index has: one identity, no re-ingest on a switch.
     assert fp32.identity == bf16.identity
+
+
+@pytest.mark.slow
+def test_few_queries_get_the_vectors_of_a_batched_encode(embedder) -> None:
+    # A few queries take one direct forward pass, a long list goes through encode().
+    many = [f"Wann wurde Gebäude Nummer {i} eröffnet?" for i in range(embedder.batch_size + 8)]
+    batched = embedder.embed_queries(many)
+    few = np.vstack([embedder.embed_queries(many[:1]), embedder.embed_queries(many[1:3])])
+    np.testing.assert_allclose(few, batched[:3], atol=2e-6)
+    assert few.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(few, axis=1), 1.0, atol=1e-5)

@@ -99,15 +99,24 @@ class Retriever:
                 return []
         # Fetch extra candidates: de-duplication may fold several into one hit.
         n = max(self.fusion.candidates, top_k * 3)
-        if mode != "lexical" and query_vector is None:
-            # embedded once: the dense search and the designation check both use it
-            query_vector = self.index.embedder.embed_queries([query])[0]
-        ranked, dense, lexical = self._ranking(query, mode, n, allowed, query_vector)
         parts = question_parts(query) if self.fusion.decompose else []
+        part_vectors: list[FloatArray | None] = [None] * len(parts)
+        if mode != "lexical":
+            # The question and its parts in one forward pass: a batch of a few short texts
+            # costs about what one does. The question's vector also serves the designation
+            # check below.
+            texts = [query, *parts] if query_vector is None else parts
+            vectors = list(self.index.embedder.embed_queries(texts)) if texts else []
+            if query_vector is None:
+                query_vector = vectors.pop(0)
+            part_vectors = list(vectors)
+        ranked, dense, lexical = self._ranking(query, mode, n, allowed, query_vector)
         if parts:
             lists = [ranked]
-            for part in parts:
-                part_ranked, part_dense, part_lexical = self._ranking(part, mode, n, allowed, None)
+            for part, vector in zip(parts, part_vectors, strict=True):
+                part_ranked, part_dense, part_lexical = self._ranking(
+                    part, mode, n, allowed, vector
+                )
                 lists.append(part_ranked)
                 for cid, s in part_dense.items():
                     dense.setdefault(cid, s)
