@@ -34,9 +34,37 @@ def test_question_about_a_date(api_real_service) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.slow
-def test_english_question_finds_german_paragraph(api_real_service) -> None:  # type: ignore[no-untyped-def]
-    texts = top_texts(api_real_service, "Who is the spokeswoman of the White House?")
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who is the spokeswoman of the White House?",
+        "Кто пресс-секретарь Белого дома?",
+    ],
+)
+def test_question_in_another_language_finds_german_paragraph(api_real_service, question) -> None:  # type: ignore[no-untyped-def]
+    texts = top_texts(api_real_service, question)
     assert any("Katherine Leavitt" in t for t in texts[:2])
+
+
+def test_questions_not_in_german_use_the_cross_lingual_fusion_weights(tmp_path: Path) -> None:
+    """Their lexical side sees only names and numbers, as an English question's does."""
+    index = open_index(tmp_path / "idx", FakeEmbedder())
+    index.ingest(load_documents([CORPUS]).documents)
+    # the cross-lingual weights ignore the lexical side, the German ones the dense side
+    retriever = Retriever(index, fusion=FusionConfig(weights_de=(0.0, 1.0), weights_en=(1.0, 0.0)))
+    for question in (
+        "¿Qué dijo Putin sobre Ucrania en 2025?",
+        "Что сказал Путин про Украину в 2025 году?",
+        "What did Putin say about Ukraine in 2025?",
+    ):
+        hybrid = [h.chunk.chunk_id for h in retriever.search(question, top_k=5)]
+        dense = [h.chunk.chunk_id for h in retriever.search(question, top_k=5, mode="dense")]
+        assert hybrid == dense, question
+    german = "Was sagte Putin 2025 über die Ukraine?"
+    hybrid = [h.chunk.chunk_id for h in retriever.search(german, top_k=5)]
+    lexical = [h.chunk.chunk_id for h in retriever.search(german, top_k=5, mode="lexical")]
+    assert hybrid == lexical
+    index.close()
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ class FusionConfig:
     # Convex (min-max normalised weighted sum) or "rrf"; convex won on GermanQuAD dev.
     method: str = "convex"
     weights_de: tuple[float, float] = (1.0, 0.5)  # (dense, lexical) for German questions
-    weights_en: tuple[float, float] = (1.0, 0.1)  # English: the lexical side only sees names
+    weights_en: tuple[float, float] = (1.0, 0.1)  # other languages: lexical sees only names
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
     # Dense score = chunk_weight * cos(chunk) + (1 - chunk_weight) * best cos over the chunk
@@ -185,7 +185,7 @@ class Retriever:
             ranked = lexical
         else:
             language = detect_language(query)
-            weights = self.fusion.weights_en if language == "en" else self.fusion.weights_de
+            weights = self.fusion.weights_de if language == "de" else self.fusion.weights_en
             ranked = fuse(
                 dense,
                 lexical,
