@@ -18,11 +18,15 @@ _lock = threading.Lock()
 
 
 @functools.cache
-def _identifier() -> Any:
-    with _lock:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+def _load() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _identifier() -> Any:
+    with _lock:  # two threads' first questions load the model once
+        return _load()
 
 
 def identify(text: str, n: int = 2) -> list[tuple[str, float]]:
