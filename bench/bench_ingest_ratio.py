@@ -25,15 +25,19 @@ from bench import EVAL_DATA, MODEL_DIR, REPO_ROOT, Section, log, plain_model_fil
 XQUAD_CORPUS = EVAL_DATA / "xquad-de" / "corpus.jsonl"
 ROUNDS = int(os.environ.get("BENCH_INGEST_ROUNDS", "2"))  # best of this many runs each
 
-# The plain baseline: what an expert writes with sentence-transformers alone.
+# The plain baseline: what an expert writes with sentence-transformers alone, at the
+# precision the service embeds passages with (bf16 autocast where the CPU has it).
 PLAIN = """
-import json, sys, time
+import contextlib, json, sys, time
+import torch
 from sentence_transformers import SentenceTransformer
-folder, file_name, texts_file = sys.argv[1], sys.argv[2], sys.argv[3]
+folder, file_name, texts_file, bf16 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 kwargs = {"backend": "onnx", "model_kwargs": {"file_name": file_name}} if file_name else {}
 model = SentenceTransformer(folder, device="cpu", local_files_only=True, **kwargs)
 texts = json.load(open(texts_file, encoding="utf-8"))
-model.encode(texts, prompt_name="passage", batch_size=32, normalize_embeddings=True)
+cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 == "1" else contextlib.nullcontext()
+with cast:
+    model.encode(texts, prompt_name="passage", batch_size=32, normalize_embeddings=True)
 """
 
 
@@ -51,6 +55,14 @@ def chunk_texts(backend: str) -> list[str]:
         if isinstance(doc, Document):
             texts.extend(embedding_text(c) for c in chunk_document(doc, counter))
     return texts
+
+
+def _bf16(backend: str) -> bool:
+    from rag.config import Settings
+    from rag.embedding.embedder import SentenceTransformerEmbedder
+
+    precision = Settings().embedding_precision
+    return SentenceTransformerEmbedder(backend=backend, precision=precision).bf16
 
 
 def _timed_run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -77,7 +89,8 @@ def measure(backend: str, rounds: int = ROUNDS) -> dict[str, Any]:
         work = Path(tmp)
         texts_file = work / "texts.json"
         texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-        plain = [sys.executable, "-c", PLAIN, folder, file_name, str(texts_file)]
+        bf16 = "1" if _bf16(backend) else "0"
+        plain = [sys.executable, "-c", PLAIN, folder, file_name, str(texts_file), bf16]
         for n in range(rounds):
             log(f"fresh `rag ingest` of the XQuAD corpus ({backend}), round {n + 1}")
             env["RAG_INDEX_DIR"] = str(work / f"index-{n}")
@@ -90,6 +103,7 @@ def measure(backend: str, rounds: int = ROUNDS) -> dict[str, Any]:
             plain_s.append(_timed_run(plain, env, work))
     return {
         "backend": backend,
+        "bf16": bf16 == "1",
         "chunks": len(texts),
         "ingest_s": ingest_s,
         "ingest_late_s": late_s,
