@@ -6,7 +6,7 @@ fresh Python process that only loads sentence-transformers and encodes the same 
 texts (headline included, passage prompt) with the same backend. Their ratio is what the
 service costs on top of the encoder. The two alternate, twice, and each takes its best run:
 the machine is shared and the least disturbed run is the closest to the truth. The
-ingest also runs with late-chunked windows (``RAG_WINDOW_VECTORS=late``) beside it.
+ingest runs once per way of making window vectors (``RAG_WINDOW_VECTORS``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import EVAL_DATA, MODEL_DIR, REPO_ROOT, Section, log, plain_model_files
+from rag.embedding.late import WINDOW_VECTORS
 
 XQUAD_CORPUS = EVAL_DATA / "xquad-de" / "corpus.jsonl"
 ROUNDS = int(os.environ.get("BENCH_INGEST_ROUNDS", "2"))  # best of this many runs each
@@ -82,8 +83,7 @@ def measure(backend: str, rounds: int = ROUNDS) -> dict[str, Any]:
         HF_HUB_OFFLINE="1",
         PYTHONPATH=str(REPO_ROOT),
     )
-    ingest_s: list[float] = []
-    late_s: list[float] = []
+    ingest_s: dict[str, list[float]] = {mode: [] for mode in WINDOW_VECTORS}
     plain_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-ratio-") as tmp:
         work = Path(tmp)
@@ -91,25 +91,22 @@ def measure(backend: str, rounds: int = ROUNDS) -> dict[str, Any]:
         texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         bf16 = "1" if _bf16(backend) else "0"
         plain = [sys.executable, "-c", PLAIN, folder, file_name, str(texts_file), bf16]
+        ingest = [sys.executable, "-m", "rag.cli", "ingest", str(XQUAD_CORPUS), "--quiet"]
         for n in range(rounds):
-            log(f"fresh `rag ingest` of the XQuAD corpus ({backend}), round {n + 1}")
-            env["RAG_INDEX_DIR"] = str(work / f"index-{n}")
-            ingest = [sys.executable, "-m", "rag.cli", "ingest", str(XQUAD_CORPUS), "--quiet"]
-            ingest_s.append(_timed_run(ingest, env, work))
-            log("the same with late-chunked windows (RAG_WINDOW_VECTORS=late)")
-            env["RAG_INDEX_DIR"] = str(work / f"index-late-{n}")
-            late_s.append(_timed_run(ingest, {**env, "RAG_WINDOW_VECTORS": "late"}, work))
-            log(f"fresh plain sentence-transformers encoding of {len(texts)} chunks")
+            for mode in WINDOW_VECTORS:
+                log(f"fresh `rag ingest` of the XQuAD corpus ({backend}, {mode} windows)")
+                run_env = {**env, "RAG_WINDOW_VECTORS": mode}
+                run_env["RAG_INDEX_DIR"] = str(work / f"index-{mode}-{n}")
+                ingest_s[mode].append(_timed_run(ingest, run_env, work))
+            log(f"fresh plain sentence-transformers encoding of {len(texts)} chunks, round {n + 1}")
             plain_s.append(_timed_run(plain, env, work))
     return {
         "backend": backend,
         "bf16": bf16 == "1",
         "chunks": len(texts),
         "ingest_s": ingest_s,
-        "ingest_late_s": late_s,
         "plain_s": plain_s,
-        "ratio": min(ingest_s) / min(plain_s),
-        "ratio_late": min(late_s) / min(plain_s),
+        "ratio": {mode: min(v) / min(plain_s) for mode, v in ingest_s.items()},
     }
 
 
@@ -119,15 +116,16 @@ def run(quick: bool = False) -> list[Section]:
     settings = Settings()
     backend = settings.embedding_backend
     data = measure(backend, rounds=1 if quick else ROUNDS)
+    data["default"] = settings.window_vectors
     section = Section("ingest-ratio", data=data)
-    for windows, key, seconds in (
-        (settings.window_vectors, "ratio", data["ingest_s"]),
-        ("late", "ratio_late", data["ingest_late_s"]),
-    ):
+    precision = "bf16" if data["bf16"] else "fp32"
+    for mode, seconds in data["ingest_s"].items():
+        mark = " (default)" if mode == settings.window_vectors else ""
         section.add(
-            f"`rag ingest` ({windows} windows) / plain ST encoding, XQuAD corpus "
-            f"({data['chunks']} chunks, {backend}, fresh processes, model load included)",
-            f"{data[key]:.2f}x",
+            f"`rag ingest` ({mode} windows{mark}) / plain ST encoding, XQuAD corpus "
+            f"({data['chunks']} chunks, {backend} {precision}, fresh processes, model load "
+            "included)",
+            f"{data['ratio'][mode]:.2f}x",
             f"best of {len(seconds)}: {min(seconds):.1f} s / {min(data['plain_s']):.1f} s",
         )
     return [section]

@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     )
     window_vectors: WindowVectors = Field(
         DEFAULT_WINDOW_VECTORS,
-        description="Sentence-window vectors: `separate` embeds each window as a text of its "
-        "own, `late` pools them from the chunk's forward pass; a change re-embeds on the next "
-        "ingest.",
+        description="Sentence-window vectors: `forked` pools them from a branch of the chunk's "
+        "pass where each sentence sees only itself and the headline, `separate` embeds each "
+        "window as a text of its own, `late` pools them from the chunk's pass; a change "
+        "re-embeds on the next ingest.",
     )
     chunk_max_tokens: int = Field(
         200, ge=32, le=500, description="Upper bound of a passage in model tokens."

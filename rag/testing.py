@@ -58,9 +58,13 @@ class FakeEmbedder:
         return self._embed(texts)
 
     def embed_passage_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> tuple[FloatArray, list[FloatArray]]:
-        """A span's vector is that of its words (no context: the fake has no encoder)."""
+        """A span's vector is that of its words (no context: the fake has no encoder, so
+        late and forked windows are the same)."""
         windows = [
             self._embed([text[a:b] for a, b in text_spans]).reshape(-1, self._identity.dimension)
             for text, text_spans in zip(texts, spans, strict=True)

@@ -149,9 +149,9 @@ def test_rollback_on_error_leaves_previous_state(tmp_path: Path) -> None:
                 raise RuntimeError("embedding backend died")
             return super().embed_passages(texts)
 
-        def embed_passage_spans(self, texts, spans):  # type: ignore[no-untyped-def]
+        def embed_passage_spans(self, texts, spans, sentences=None):  # type: ignore[no-untyped-def]
             self.embed_passages([])  # counts the call (and fails the third)
-            return super().embed_passage_spans(texts, spans)
+            return super().embed_passage_spans(texts, spans, sentences)
 
     index.embedder = Boom()
     with pytest.raises(RuntimeError):

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding.late import pool_spans, span_tokens
+from rag.embedding.late import pool_spans, sentence_ids, span_tokens
 from rag.ingest.loaders import load_documents
 from rag.store.factory import is_fresh, open_index
-from rag.store.passages import embedding_text, window_spans, window_texts
+from rag.errors import ConfigError
+from rag.store.passages import embedding_text, sentence_spans, window_spans, window_texts
 from rag.testing import FakeEmbedder
 from rag.types import Chunk
 
@@ -49,6 +50,16 @@ def test_pool_spans_means_and_normalises_with_a_fallback_for_lost_spans() -> Non
     assert np.allclose(pooled[2], whole / np.linalg.norm(whole))  # span past the truncation
     with pytest.raises(ValueError, match="token offsets"):
         pool_spans(states, offsets[:2], [(0, 1)])
+
+
+def test_sentence_ids_leave_the_prefix_and_specials_at_minus_one() -> None:
+    # <s> "▁Titel" "▁Eins" "." "▁Zwei" "." </s> over "Titel\nEins. Zwei."
+    offsets = [(0, 0), (0, 5), (5, 10), (10, 11), (11, 16), (16, 17), (0, 0)]
+    assert sentence_ids(offsets, [(6, 11), (12, 17)]).tolist() == [-1, -1, 0, 0, 1, 1, -1]
+    states = np.eye(7, dtype=np.float32)
+    prefix = np.array([0, 1, 6])
+    pooled = pool_spans(states, offsets, [(6, 11)], always=prefix)
+    assert np.allclose(pooled[0], np.isin(np.arange(7), [0, 1, 2, 3, 6]) / np.sqrt(5))
 
 
 def test_window_spans_point_into_the_embedded_text() -> None:
@@ -101,6 +112,45 @@ def test_one_pass_gives_the_chunk_vector_and_windows_close_to_separate_ones(embe
     ]
     scores = windows[0][:4] @ embedder.embed_queries(questions).T
     assert np.argmax(scores, axis=0).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_forked_pass_gives_the_chunk_vector_and_windows_nearer_separate_ones(embedder) -> None:
+    chunks = [
+        make_chunk(GERMAN, context="Handelsstreit"),
+        make_chunk("Ein kurzer Satz. Und noch einer über Äpfel."),
+        make_chunk("Nur ein Satz ohne Fenster."),
+    ]
+    texts = [embedding_text(c) for c in chunks]
+    spans = [window_spans(c) for c in chunks]
+    vectors, forked = embedder.embed_passage_spans(
+        texts, spans, [sentence_spans(c) for c in chunks]
+    )
+    assert np.allclose((vectors * embedder.embed_passages(texts)).sum(axis=1), 1.0, atol=1e-4)
+    assert [len(w) for w in forked] == [7, 2, 0]
+    _, late = embedder.embed_passage_spans(texts, spans)
+    separate = embedder.embed_passages([t for c in chunks for t in window_texts(c)])
+    near_forked = (np.concatenate(forked) * separate).sum(axis=1)
+    near_late = (np.concatenate(late) * separate).sum(axis=1)
+    # Each sentence read alone with its headline, as a separately embedded window is.
+    assert near_forked.mean() > near_late.mean() + 0.01
+    assert near_forked.min() > 0.9
+    questions = [
+        "Was sagte der Bundeskanzler über Zölle?",
+        "Wer widersprach dem Bundeskanzler?",
+        "Worüber hat man sich geeinigt?",
+        "Wie reagierte die Börse in Zürich?",
+    ]
+    scores = forked[0][:4] @ embedder.embed_queries(questions).T
+    assert np.argmax(scores, axis=0).tolist() == [0, 1, 2, 3]
+
+
+def test_forked_windows_need_a_torch_encoder(tmp_path: Path) -> None:
+    from rag.embedding.embedder import SentenceTransformerEmbedder
+
+    onnx = SentenceTransformerEmbedder(model_dir=tmp_path, backend="onnx")
+    with pytest.raises(ConfigError, match="RAG_WINDOW_VECTORS=separate"):
+        onnx._encoder()
 
 
 def test_changing_how_windows_are_made_re_embeds_the_index(tmp_path: Path) -> None:

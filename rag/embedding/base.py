@@ -34,7 +34,10 @@ class SpanEmbedder(Embedder, Protocol):
     """An embedder that also returns vectors of character spans of each passage."""
 
     def embed_passage_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> tuple[FloatArray, list[FloatArray]]: ...
 
 

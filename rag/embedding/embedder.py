@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from rag.embedding import resolve
 from rag.embedding.convert import DEFAULT_MODEL_NAME
-from rag.embedding.late import Span, pool_spans
+from rag.embedding.late import FORK_LAYER, Span, pool_spans, sentence_ids
 from rag.embedding.onnx import ensure_onnx
 from rag.embedding.resolve import cached_sha256, resolve_model
 from rag.errors import ConfigError
@@ -213,16 +214,20 @@ class SentenceTransformerEmbedder:
             yield
 
     def embed_passage_spans(
-        self, texts: Sequence[str], spans: Sequence[Sequence[Span]]
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        sentences: Sequence[Sequence[Span]] | None = None,
     ) -> tuple[FloatArray, list[FloatArray]]:
         """Passage vectors plus, per passage, vectors of its character ``spans``.
 
-        One forward pass per passage: a span's vector is pooled from the passage's token
-        states (late chunking, ``rag.embedding.late``), not embedded as its own text.
-        Passages are batched by length, so short ones are not padded to long ones.
+        One pass per passage: a span's vector is pooled from the passage's token states,
+        not embedded as its own text. Without ``sentences`` the states are the full pass's
+        (late chunking); with them, the pass forks at ``FORK_LAYER`` and the spans pool
+        the branch where each sentence sees only itself and the prefix
+        (``rag.embedding.late``). Passages are batched by length, so short ones are not
+        padded to long ones.
         """
-        import torch
-
         self.load()
         vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
         windows: list[FloatArray] = [vectors[:0]] * len(texts)
@@ -233,25 +238,62 @@ class SentenceTransformerEmbedder:
             truncation=True,
             max_length=self._st.max_seq_length,
         )
+        shift = len(prompt)
         order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         for at in range(0, len(order), self.batch_size):
             batch = order[at : at + self.batch_size]
             features = self._st.preprocess([texts[i] for i in batch], prompt=prompt)
-            with torch.inference_mode(), self._passage_precision():
-                out = self._st(features)
             for row, i in enumerate(batch):
                 n = len(encoded["input_ids"][i])
-                if out["input_ids"][row][:n].tolist() != encoded["input_ids"][i]:
+                if features["input_ids"][row][:n].tolist() != encoded["input_ids"][i]:
                     raise ConfigError(
                         f"{self.model_name}: token offsets do not match the model's tokens; "
                         "set RAG_WINDOW_VECTORS=separate"
                     )
-                states = out["token_embeddings"][row][:n].float().numpy()
-                vectors[i] = out["sentence_embedding"][row].float().numpy()
-                shifted = [(a + len(prompt), b + len(prompt)) for a, b in spans[i]]
-                windows[i] = pool_spans(states, encoded["offset_mapping"][i], shifted)
+            ids = None
+            if sentences is not None:
+                ids = [
+                    sentence_ids(encoded["offset_mapping"][i], _shifted(sentences[i], shift))
+                    for i in batch
+                ]
+            pooled, states = self._pass(features, ids)
+            for row, i in enumerate(batch):
+                n = len(encoded["input_ids"][i])
+                vectors[i] = pooled[row]
+                prefix = None if ids is None else np.flatnonzero(ids[row] < 0)
+                windows[i] = pool_spans(
+                    states[row][:n],
+                    encoded["offset_mapping"][i],
+                    _shifted(spans[i], shift),
+                    always=prefix,
+                )
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors, windows
+
+    def _pass(
+        self, features: dict[str, Any], ids: list[npt.NDArray[np.intp]] | None
+    ) -> tuple[FloatArray, FloatArray]:
+        """(passage vectors, token states to pool windows from) of one padded batch."""
+        import torch
+
+        with torch.inference_mode(), self._passage_precision():
+            if ids is None:
+                out = self._st(features)
+                return (
+                    out["sentence_embedding"].float().numpy(),
+                    out["token_embeddings"].float().numpy(),
+                )
+            full, local = forked_pass(self._encoder(), features, ids, FORK_LAYER)
+        return full, local
+
+    def _encoder(self) -> Any:
+        encoder = getattr(self._st[0], "auto_model", None) if self.backend == "torch" else None
+        if encoder is None or not hasattr(getattr(encoder, "encoder", None), "layer"):
+            raise ConfigError(
+                f"RAG_WINDOW_VECTORS=forked needs a BERT-style torch model; {self.model_name} "
+                f"on the {self.backend} backend is not one: set RAG_WINDOW_VECTORS=separate"
+            )
+        return encoder
 
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> FloatArray:
         if isinstance(texts, str):
@@ -308,6 +350,40 @@ def _silence_mistral_regex_warning() -> None:
     target = logging.getLogger("transformers.tokenization_utils_base")
     if not any(isinstance(f, _DropMistralRegexWarning) for f in target.filters):
         target.addFilter(_DropMistralRegexWarning())
+
+
+def _shifted(spans: Sequence[Span], by: int) -> list[Span]:
+    return [(a + by, b + by) for a, b in spans]
+
+
+def forked_pass(
+    model: Any, features: dict[str, Any], ids: list[npt.NDArray[np.intp]], fork: int
+) -> tuple[FloatArray, FloatArray]:
+    """Mean-pooled passage vectors of the full pass, and the token states of a branch that
+    runs layers ``fork``.. again with sentence-local attention (``ids``: sentence per token,
+    -1 for the prefix, which attends and is attended to everywhere)."""
+    import torch
+
+    mask = features["attention_mask"]
+    out = model(
+        input_ids=features["input_ids"],
+        attention_mask=mask,
+        token_type_ids=features.get("token_type_ids"),
+        output_hidden_states=True,
+    )
+    weights = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+    pooled = (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    sentence = torch.full(mask.shape, -1, dtype=torch.long)
+    for row, row_ids in enumerate(ids):
+        sentence[row, : len(row_ids)] = torch.from_numpy(row_ids)
+    prefix = sentence < 0
+    local = (sentence[:, :, None] == sentence[:, None, :]) | prefix[:, :, None] | prefix[:, None, :]
+    local &= mask[:, None, :].bool()
+    extended = model.get_extended_attention_mask(local.long(), mask.shape)
+    states = out.hidden_states[fork]
+    for layer in model.encoder.layer[fork:]:
+        states = layer(states, attention_mask=extended)[0]
+    return pooled.float().numpy(), states.float().numpy()
 
 
 def native_bf16() -> bool:

@@ -28,14 +28,19 @@ def window_spans(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[tupl
     also scores a chunk by its best window. A run as long as the chunk is left out (the
     chunk's own vector covers it); a one-sentence chunk has no windows.
     """
-    spans = split_sentences(chunk.text)
-    shift = len(embedding_text(chunk)) - len(chunk.text)
+    spans = sentence_spans(chunk)
     return [
-        (shift + spans[i][0], shift + spans[i + size - 1][1])
+        (spans[i][0], spans[i + size - 1][1])
         for size in sizes
         if size < len(spans)
         for i in range(len(spans) - size + 1)
     ]
+
+
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """Character spans, in ``embedding_text(chunk)``, of the chunk's sentences."""
+    shift = len(embedding_text(chunk)) - len(chunk.text)
+    return [(shift + a, shift + b) for a, b in split_sentences(chunk.text)]
 
 
 def window_texts(chunk: Chunk, sizes: Sequence[int] = WINDOW_SIZES) -> list[str]:
@@ -53,13 +58,16 @@ def embed_chunks(
     """Each chunk's vector and its windows' vectors (one array per chunk, possibly empty).
 
     The one place chunks are embedded: ``Index.ingest`` and the Ray bulk ingest both call it,
-    so the two paths store identical vectors. ``window_vectors="late"`` pools the windows
-    from the chunk's own forward pass where the embedder can (``SpanEmbedder``).
+    so the two paths store identical vectors. ``"late"`` and ``"forked"`` pool the windows
+    from the chunk's own pass where the embedder can (``SpanEmbedder``).
     """
     texts = [embedding_text(c) for c in chunks]
-    if window_vectors == "late" and isinstance(embedder, SpanEmbedder):
-        vectors, late = embedder.embed_passage_spans(texts, [window_spans(c) for c in chunks])
-        return list(vectors), late
+    if window_vectors != "separate" and isinstance(embedder, SpanEmbedder):
+        sentences = [sentence_spans(c) for c in chunks] if window_vectors == "forked" else None
+        vectors, pooled = embedder.embed_passage_spans(
+            texts, [window_spans(c) for c in chunks], sentences
+        )
+        return list(vectors), pooled
     wins = [window_texts(c) for c in chunks]
     # One call: the embedder batches chunks and windows together.
     vecs = embedder.embed_passages(texts + [t for w in wins for t in w])
