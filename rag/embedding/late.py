@@ -38,12 +38,14 @@ Span = tuple[int, int]
 
 # How an index makes sentence-window vectors: "separate" embeds each window as a text of
 # its own, "late" and "forked" pool them from the chunk's own pass. "forked" keeps the dev
-# splits within 0.005 of "separate" at a third of its embedding cost (docs/speed.md).
+# splits within the speed goals' quality tolerance of "separate" at 1.33 chunk passes
+# instead of about 3.4 (docs/speed.md).
 WindowVectors = Literal["forked", "separate", "late"]
 WINDOW_VECTORS: tuple[WindowVectors, ...] = get_args(WindowVectors)
 DEFAULT_WINDOW_VECTORS: WindowVectors = "forked"
-# The layer (of e5-small's 12) where the forked pass splits, chosen on the dev splits.
-FORK_LAYER = 6
+# The layer (of e5-small's 12) where the forked pass splits: the latest one that kept both
+# dev splits (docs/speed.md).
+FORK_LAYER = 8
 
 
 def span_tokens(offsets: Sequence[Span], span: Span) -> npt.NDArray[np.intp]:
