@@ -14,6 +14,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from rag.embedding import resolve
+from rag.embedding.batching import QueryBatcher
 from rag.embedding.convert import DEFAULT_MODEL_NAME
 from rag.embedding.late import FORK_LAYER, Span, pool_spans, sentence_ids
 from rag.embedding.onnx import ensure_onnx
@@ -75,6 +76,10 @@ class SentenceTransformerEmbedder:
         self._resolved: tuple[Path, str] | None = None
         # The API embeds from worker threads; the model must be loaded only once.
         self._lock = threading.Lock()
+        # Queries of concurrent requests share forward passes.
+        self._queries = QueryBatcher(
+            lambda texts: self._forward(texts, self._query_prompt), max_texts=batch_size
+        )
 
     def load(self) -> None:
         """Resolve, load and identify the model now instead of on first use."""
@@ -169,7 +174,7 @@ class SentenceTransformerEmbedder:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got one str")
         if 0 < len(texts) <= self.batch_size:
-            return self._forward(texts, self._query_prompt)
+            return self._queries(texts)
         return self._encode(texts, self._query_prompt)
 
     def _forward(self, texts: Sequence[str], prompt_name: str | None) -> FloatArray:

@@ -1,0 +1,82 @@
+"""Micro-batching of concurrent query embeddings."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from rag.embedding.batching import QueryBatcher, _Request
+from rag.types import FloatArray
+
+
+def encode(texts: list[str]) -> FloatArray:
+    """Row i holds len(texts[i]): callers can check they got their own rows."""
+    return np.array([[float(len(t))] for t in texts], dtype=np.float32)
+
+
+def test_a_lone_call_runs_one_pass_of_its_own_texts() -> None:
+    batcher = QueryBatcher(encode)
+    assert batcher(["a", "bcd"]).tolist() == [[1.0], [3.0]]
+    assert batcher.passes == 1
+
+
+def test_callers_queued_behind_a_pass_share_the_next_one() -> None:
+    first_started, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def slow(texts: list[str]) -> FloatArray:
+        sizes.append(len(texts))
+        if len(sizes) == 1:
+            first_started.set()
+            release.wait(5)
+        return encode(texts)
+
+    batcher = QueryBatcher(slow)
+    with ThreadPoolExecutor(9) as pool:
+        head = pool.submit(batcher, ["x"])
+        assert first_started.wait(5)
+        rest = [pool.submit(batcher, ["y" * n]) for n in range(1, 9)]
+        while len(batcher._queue) < 8:  # all eight wait behind the running pass
+            threading.Event().wait(0.01)
+        release.set()
+        assert head.result().tolist() == [[1.0]]
+        assert [f.result().tolist() for f in rest] == [[[float(n)]] for n in range(1, 9)]
+    assert sizes == [1, 8]
+    assert batcher.passes == 2
+
+
+def test_a_pass_takes_at_most_max_texts() -> None:
+    batcher = QueryBatcher(encode, max_texts=3)
+    requests = [_Request(["a", "b"]), _Request(["c"]), _Request(["d"])]
+    batcher._queue = list(requests)
+    assert batcher._take() == requests[:2]
+    assert batcher._queue == requests[2:]
+
+
+def test_a_failed_pass_fails_its_callers_and_the_next_call_works() -> None:
+    calls = {"n": 0}
+
+    def flaky(texts: list[str]) -> FloatArray:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("backend died")
+        return encode(texts)
+
+    batcher = QueryBatcher(flaky)
+    with pytest.raises(RuntimeError, match="backend died"):
+        batcher(["a"])
+    assert batcher(["ab"]).tolist() == [[2.0]]
+
+
+@pytest.mark.slow
+def test_concurrent_queries_get_the_vectors_they_get_alone(embedder) -> None:
+    questions = [f"Wann wurde Gebäude Nummer {i} in Berlin eröffnet?" for i in range(24)]
+    alone = np.vstack([embedder.embed_queries([q]) for q in questions])
+    before = embedder._queries.passes
+    with ThreadPoolExecutor(12) as pool:
+        together = np.vstack(list(pool.map(lambda q: embedder.embed_queries([q]), questions)))
+    np.testing.assert_allclose(together, alone, atol=2e-6)
+    assert embedder._queries.passes - before <= len(questions)
