@@ -204,11 +204,15 @@ class Retriever:
         if a >= 1.0 or not dense:
             return dense
         windows = self.index.store.windows_for([c for c, _ in dense], len(qvec))
-        scored = []
-        for cid, score in dense:
-            vecs = windows.get(cid)
-            best = max(score, float(np.max(vecs @ qvec))) if vecs is not None else score
-            scored.append((cid, a * score + (1.0 - a) * best))
+        best = dict(dense)
+        owners = [cid for cid, vecs in windows.items() if len(vecs) and cid in best]
+        if owners:
+            # one product over every candidate's windows, then the best per candidate
+            sims = np.concatenate([windows[c] for c in owners]) @ qvec
+            starts = np.cumsum([0] + [len(windows[c]) for c in owners[:-1]])
+            for cid, top in zip(owners, np.maximum.reduceat(sims, starts), strict=True):
+                best[cid] = max(best[cid], float(top))
+        scored = [(cid, a * score + (1.0 - a) * best[cid]) for cid, score in dense]
         # stable: equal scores keep the FAISS order
         return sorted(scored, key=lambda item: -item[1])
 
@@ -255,13 +259,17 @@ class Retriever:
     ) -> tuple[list[tuple[Chunk, float]], dict[int, list[Chunk]]]:
         """The best ``top_k`` distinct chunks, and the near-duplicates folded into each."""
         ids = [cid for cid, _ in ranked]
-        chunks = self.index.store.get_chunks(ids)
-        vecs = self.index.store.embeddings_for(ids)
+        chunks: dict[int, Chunk] = {}
+        vecs: dict[int, FloatArray] = {}
         kept: list[tuple[Chunk, float]] = []
         folded: dict[int, list[Chunk]] = {}
         kept_vecs: list[FloatArray] = []
         kept_keys: list[str] = []
-        for cid, score in ranked:
+        page = 2 * top_k  # read ahead a page at a time: most queries keep the first top_k
+        for at, (cid, score) in enumerate(ranked):
+            if at % page == 0:
+                chunks.update(self.index.store.get_chunks(ids[at : at + page]))
+                vecs.update(self.index.store.embeddings_for(ids[at : at + page]))
             chunk = chunks.get(cid)
             if chunk is None:  # deleted by another process since the FAISS snapshot
                 continue
