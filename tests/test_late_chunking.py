@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rag.embedding.late import pool_spans, sentence_ids, span_tokens
+from rag.errors import ConfigError
 from rag.ingest.loaders import load_documents
 from rag.store.factory import is_fresh, open_index
-from rag.errors import ConfigError
 from rag.store.passages import embedding_text, sentence_spans, window_spans, window_texts
 from rag.testing import FakeEmbedder
 from rag.types import Chunk
