@@ -56,7 +56,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             bar.update(p.documents - bar.n)
             state["chunks"] = p.chunks
             bar.set_postfix(chunks=p.chunks, generation=p.generation)
-            if args.log_commits:
+            if args.log_commits and p.committed_doc_ids:
                 print(json.dumps({"committed": list(p.committed_doc_ids)}), flush=True)
 
         def items() -> Iterator[Document | Skipped]:

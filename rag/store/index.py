@@ -266,6 +266,17 @@ class Index:
             else:
                 todo.append((doc, old is not None))
         if not todo:
+            # Nothing to write, but the documents are done: progress (and a crash test's
+            # count of what is settled) must move on.
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        documents=done_before + len(docs),
+                        chunks=report.chunks_total,
+                        committed_doc_ids=(),
+                        generation=self.store.generation(),
+                    )
+                )
             return len(docs)
         chunks_by_doc = {
             doc.doc_id: list(embedded[doc.doc_id].chunks)

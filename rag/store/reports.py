@@ -34,7 +34,7 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Progress:
-    """Ingest progress, reported after every committed batch."""
+    """Ingest progress, reported after every batch (committed, or unchanged and skipped)."""
 
     documents: int
     chunks: int
