@@ -226,9 +226,9 @@ def _add_ratios(results: dict[str, dict[str, Any]]) -> list[Row]:
     if paired:
         rows.append(
             Row(
-                "HTTP /v1/search p50 / plain ST+FAISS, interleaved (goal <= 1.15x)",
+                "HTTP /v1/search p50 / plain ST+FAISS, same minutes (goal <= 1.15x)",
                 f"{paired:.2f}x",
-                "request by request in one section (section paired)",
+                "alternating blocks of 10 requests in one section (section paired)",
             )
         )
     scaling = _find(results, "http", "load", "scaling")
