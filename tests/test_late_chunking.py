@@ -32,6 +32,27 @@ def make_chunk(text: str, context: str = "") -> Chunk:
     )
 
 
+def three_chunks() -> list[Chunk]:
+    """Four sentences with a headline, two sentences, and one (which has no windows)."""
+    return [
+        make_chunk(GERMAN, context="Handelsstreit"),
+        make_chunk("Ein kurzer Satz. Und noch einer über Äpfel."),
+        make_chunk("Nur ein Satz ohne Fenster."),
+    ]
+
+
+def each_question_finds_its_sentence(embedder, windows: np.ndarray) -> bool:  # type: ignore[no-untyped-def]
+    """A question about one sentence of GERMAN scores that sentence's window best."""
+    questions = [
+        "Was sagte der Bundeskanzler über Zölle?",
+        "Wer widersprach dem Bundeskanzler?",
+        "Worüber hat man sich geeinigt?",
+        "Wie reagierte die Börse in Zürich?",
+    ]
+    scores = windows[:4] @ embedder.embed_queries(questions).T
+    return bool(np.argmax(scores, axis=0).tolist() == [0, 1, 2, 3])
+
+
 def test_span_tokens_skip_specials_and_the_next_sentences_space() -> None:
     # <s> "▁Eins" "▁ist" "." "▁Zwei" "." </s> over "Eins ist. Zwei."
     offsets = [(0, 0), (0, 4), (4, 8), (8, 9), (9, 14), (14, 15), (0, 0)]
@@ -86,11 +107,7 @@ def test_span_tokens_cover_exactly_the_german_sentences(embedder) -> None:
 
 @pytest.mark.slow
 def test_one_pass_gives_the_chunk_vector_and_windows_close_to_separate_ones(embedder) -> None:
-    chunks = [
-        make_chunk(GERMAN, context="Handelsstreit"),
-        make_chunk("Ein kurzer Satz. Und noch einer über Äpfel."),
-        make_chunk("Nur ein Satz ohne Fenster."),
-    ]
+    chunks = three_chunks()
     texts = [embedding_text(c) for c in chunks]
     vectors, windows = embedder.embed_passage_spans(texts, [window_spans(c) for c in chunks])
     assert vectors.dtype == np.float32
@@ -103,24 +120,12 @@ def test_one_pass_gives_the_chunk_vector_and_windows_close_to_separate_ones(embe
     # The same sentences, read in the context of their neighbours: close, not the same.
     assert cosines.min() > 0.8
     assert cosines.max() < 0.999
-    # A question about one sentence scores that sentence's window best.
-    questions = [
-        "Was sagte der Bundeskanzler über Zölle?",
-        "Wer widersprach dem Bundeskanzler?",
-        "Worüber hat man sich geeinigt?",
-        "Wie reagierte die Börse in Zürich?",
-    ]
-    scores = windows[0][:4] @ embedder.embed_queries(questions).T
-    assert np.argmax(scores, axis=0).tolist() == [0, 1, 2, 3]
+    assert each_question_finds_its_sentence(embedder, windows[0])
 
 
 @pytest.mark.slow
 def test_forked_pass_gives_the_chunk_vector_and_windows_nearer_separate_ones(embedder) -> None:
-    chunks = [
-        make_chunk(GERMAN, context="Handelsstreit"),
-        make_chunk("Ein kurzer Satz. Und noch einer über Äpfel."),
-        make_chunk("Nur ein Satz ohne Fenster."),
-    ]
+    chunks = three_chunks()
     texts = [embedding_text(c) for c in chunks]
     spans = [window_spans(c) for c in chunks]
     vectors, forked = embedder.embed_passage_spans(
@@ -135,14 +140,7 @@ def test_forked_pass_gives_the_chunk_vector_and_windows_nearer_separate_ones(emb
     # Each sentence read alone with its headline, as a separately embedded window is.
     assert near_forked.mean() > near_late.mean() + 0.01
     assert near_forked.min() > 0.9
-    questions = [
-        "Was sagte der Bundeskanzler über Zölle?",
-        "Wer widersprach dem Bundeskanzler?",
-        "Worüber hat man sich geeinigt?",
-        "Wie reagierte die Börse in Zürich?",
-    ]
-    scores = forked[0][:4] @ embedder.embed_queries(questions).T
-    assert np.argmax(scores, axis=0).tolist() == [0, 1, 2, 3]
+    assert each_question_finds_its_sentence(embedder, forked[0])
 
 
 def test_forked_windows_need_a_torch_encoder(tmp_path: Path) -> None:
