@@ -9,7 +9,7 @@ import numpy as np
 
 from rag.types import EmbedderIdentity, FloatArray
 
-__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "SpanEmbedder", "near_duplicate"]
+__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "SpanEmbedder", "near_duplicate", "unit_rows"]
 
 # Two normalised vectors this close say the same thing: syndicated copies of a passage, or
 # one sentence repeated across articles (e5-small puts such pairs at 0.98-1.0).
@@ -44,3 +44,9 @@ class SpanEmbedder(Embedder, Protocol):
 def near_duplicate(a: FloatArray, b: FloatArray) -> bool:
     """True when two normalised vectors say the same thing."""
     return float(np.dot(a, b)) >= NEAR_DUPLICATE_COSINE
+
+
+def unit_rows(vectors: FloatArray) -> FloatArray:
+    """``vectors`` with every row scaled to length 1 (an all-zero row stays zero), float32."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from rag.embedding import resolve
+from rag.embedding.base import unit_rows
 from rag.embedding.batching import QueryBatcher
 from rag.embedding.convert import DEFAULT_MODEL_NAME
 from rag.embedding.late import FORK_LAYER, Span, pool_spans, sentence_ids
@@ -190,8 +192,7 @@ class SentenceTransformerEmbedder:
         features = self._st.preprocess(list(texts), prompt=prompt)
         with torch.inference_mode():
             vectors = self._st(features)["sentence_embedding"].float().numpy()
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return unit_rows(vectors)
 
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised float32 vectors of passages (with the passage prompt)."""
@@ -272,8 +273,7 @@ class SentenceTransformerEmbedder:
                     _shifted(spans[i], shift),
                     always=prefix,
                 )
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors, windows
+        return unit_rows(vectors), windows
 
     def _pass(
         self, features: dict[str, Any], ids: list[npt.NDArray[np.intp]] | None
@@ -391,6 +391,7 @@ def forked_pass(
     return pooled.float().numpy(), states.float().numpy()
 
 
+@functools.cache
 def native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX-512 BF16)."""
     import torch

@@ -21,6 +21,7 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
+from rag.embedding.base import unit_rows
 from rag.types import FloatArray
 
 __all__ = [
@@ -97,5 +98,4 @@ def pool_spans(
             out[row] = states[np.concatenate([tokens, extra])].mean(axis=0)
         else:
             out[row] = states.mean(axis=0)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.asarray(out / np.maximum(norms, 1e-12), dtype=np.float32)
+    return unit_rows(out)
