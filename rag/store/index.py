@@ -265,19 +265,29 @@ class Index:
                 report.unchanged.append(doc.doc_id)
             else:
                 todo.append((doc, old is not None))
-        if not todo:
-            # Nothing to write, but the documents are done: progress (and a crash test's
-            # count of what is settled) must move on.
-            if on_progress is not None:
-                on_progress(
-                    Progress(
-                        documents=done_before + len(docs),
-                        chunks=report.chunks_total,
-                        committed_doc_ids=(),
-                        generation=self.store.generation(),
-                    )
+        # A batch with nothing to write still reports progress: its documents are settled.
+        generation = (
+            self._commit(todo, embedded, hashes, report) if todo else self.store.generation()
+        )
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    documents=done_before + len(docs),
+                    chunks=report.chunks_total,
+                    committed_doc_ids=tuple(d.doc_id for d, _ in todo),
+                    generation=generation,
                 )
-            return len(docs)
+            )
+        return len(docs)
+
+    def _commit(
+        self,
+        todo: list[tuple[Document, bool]],
+        embedded: dict[str, EmbeddedDocument],
+        hashes: dict[str, str],
+        report: IngestReport,
+    ) -> int:
+        """Chunk, embed and write the new or changed documents; the generation written."""
         chunks_by_doc = {
             doc.doc_id: list(embedded[doc.doc_id].chunks)
             if doc.doc_id in embedded
@@ -291,16 +301,7 @@ class Index:
         for doc, existed in todo:
             (report.updated if existed else report.added).append(doc.doc_id)
         self._after_commit(generation, removed, all_chunks, vectors)
-        if on_progress is not None:
-            on_progress(
-                Progress(
-                    documents=done_before + len(docs),
-                    chunks=report.chunks_total,
-                    committed_doc_ids=tuple(d.doc_id for d, _ in todo),
-                    generation=generation,
-                )
-            )
-        return len(docs)
+        return generation
 
     def _vectors_for(
         self, chunks: list[Chunk], given: Sequence[EmbeddedDocument], report: IngestReport
