@@ -210,6 +210,11 @@ class FaissVectorStore:
                 params = faiss.SearchParameters(sel=selector)
         elif self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.HNSW_EF_SEARCH, k))
+        # One query needs one thread. FAISS brings its own OpenMP runtime beside torch's: a
+        # team of two wakes threads that then spin against the next forward pass (about
+        # 2 ms a search here, docs/speed.md). The setting is per thread in libgomp, so
+        # the writer's bulk HNSW adds keep their threads.
+        faiss.omp_set_num_threads(1)
         with self._rw.read():
             scores, ids = self._index.search(q, k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
