@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from helpers.vectors import assert_same_vectors
 
 from rag.embedding.batching import QueryBatcher, _Request
 from rag.types import FloatArray
@@ -78,5 +79,5 @@ def test_concurrent_queries_get_the_vectors_they_get_alone(embedder) -> None:
     before = embedder._queries.passes
     with ThreadPoolExecutor(12) as pool:
         together = np.vstack(list(pool.map(lambda q: embedder.embed_queries([q]), questions)))
-    np.testing.assert_allclose(together, alone, atol=2e-6)
+    assert_same_vectors(together, alone, embedder.bf16)
     assert embedder._queries.passes - before <= len(questions)

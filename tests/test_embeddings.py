@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.vectors import assert_same_vectors
 from huggingface_hub import constants as hf_constants
 
 from rag.embedding import resolve
@@ -193,8 +194,8 @@ def test_vectors_are_normalised_float32_with_e5_prefixes(embedder) -> None:
     # The prefixes are really applied: same text, different prompt, different vector ...
     assert float(passages[0] @ queries[0]) < 0.99
     # ... and equal to encoding the prefixed text without any prompt.
-    model = embedder._st
-    bare = model.encode(["query: " + texts[0]], prompt="", normalize_embeddings=True)
+    with embedder._precision():  # the model's own encode, at the embedder's precision
+        bare = embedder._st.encode(["query: " + texts[0]], prompt="", normalize_embeddings=True)
     assert float(bare[0] @ queries[0]) > 0.9999
     assert embedder.embed_passages([]).shape == (0, 384)
 
@@ -240,19 +241,20 @@ def test_model_without_prompts_embeds_bare_text(
     )
     (folder / "model.safetensors").symlink_to(embedder_model_path / "model.safetensors")
     (folder / "config_sentence_transformers.json").write_text('{"prompts": {}}')
-    # fp32 passages: the comparison below is with queries, which are always fp32
+    # fp32: queries and passages are compared to 1e-6 below
     plain = SentenceTransformerEmbedder(
         str(folder), model_dir=tmp_path / "models", precision="fp32"
     )
     text = ["Moskau zeigt sich optimistisch."]
     assert plain.identity.prompts == {}
     assert np.allclose(plain.embed_queries(text), plain.embed_passages(text), atol=1e-6)
-    bare = embedder._st.encode(text, prompt="", normalize_embeddings=True)
+    with embedder._precision():
+        bare = embedder._st.encode(text, prompt="", normalize_embeddings=True)
     assert float(plain.embed_queries(text)[0] @ bare[0]) > 0.9999
 
 
 @pytest.mark.slow
-def test_bf16_passages_stay_at_fp32_quality_and_queries_stay_fp32(
+def test_bf16_stays_at_fp32_quality_for_passages_and_queries(
     embedder_model_path: Path,
 ) -> None:
     def load(precision: str) -> SentenceTransformerEmbedder:
@@ -268,11 +270,12 @@ def test_bf16_passages_stay_at_fp32_quality_and_queries_stay_fp32(
         "Die Elbe entspringt im Riesengebirge und mündet bei Cuxhaven in die Nordsee.",
         "Im Juli 2018 fand in Helsinki ein Treffen der beiden Präsidenten statt.",
     ]
-    a, b = fp32.embed_passages(passages), bf16.embed_passages(passages)
-    assert not np.array_equal(a, b), "bf16 autocast did not run"
-    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9995
     questions = ["Wo mündet die Elbe?", "When was the gate built?"]
-    np.testing.assert_allclose(fp32.embed_queries(questions), bf16.embed_queries(questions))
+    for embed in ("embed_passages", "embed_queries"):
+        texts = passages if embed == "embed_passages" else questions
+        a, b = getattr(fp32, embed)(texts), getattr(bf16, embed)(texts)
+        assert not np.array_equal(a, b), f"{embed}: bf16 did not run"
+        assert float(np.min(np.sum(a * b, axis=1))) >= 0.9995, embed
     # Same vectors for every purpose an index has: one identity, no re-ingest on a switch.
     assert fp32.identity == bf16.identity
 
@@ -283,6 +286,6 @@ def test_few_queries_get_the_vectors_of_a_batched_encode(embedder) -> None:
     many = [f"Wann wurde Gebäude Nummer {i} eröffnet?" for i in range(embedder.batch_size + 8)]
     batched = embedder.embed_queries(many)
     few = np.vstack([embedder.embed_queries(many[:1]), embedder.embed_queries(many[1:3])])
-    np.testing.assert_allclose(few, batched[:3], atol=2e-6)
+    assert_same_vectors(few, batched[:3], embedder.bf16)
     assert few.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(few, axis=1), 1.0, atol=1e-5)
