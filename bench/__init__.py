@@ -130,9 +130,11 @@ def plain_model_files(backend: str) -> tuple[str, str]:
     embedder = SentenceTransformerEmbedder(
         DEFAULT_EMBEDDING_MODEL, model_dir=MODEL_DIR, backend=backend
     )
-    embedder.load()  # exports the ONNX file once if needed, outside any timed run
     if backend == "torch":
+        # Not loaded: a loaded model would hold a second OpenMP team in this process, and
+        # the plain baseline's passes would pay for it (rag.embedding.batching).
         return str(embedder._resolve()[0]), ""
+    embedder.load()  # exports the ONNX file once if needed, outside any timed run
     onnx_file = embedder._onnx_file
     return str(onnx_file.parent.parent), str(onnx_file.relative_to(onnx_file.parent.parent))
 

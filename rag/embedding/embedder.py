@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from tokenizers import Tokenizer
 
 from rag.embedding import resolve
 from rag.embedding.base import unit_rows
-from rag.embedding.batching import QueryBatcher
+from rag.embedding.batching import MODEL_THREAD, QueryBatcher
 from rag.embedding.convert import DEFAULT_MODEL_NAME
 from rag.embedding.late import FORK_LAYER, Span, pool_spans, sentence_ids
 from rag.embedding.onnx import ensure_onnx
@@ -76,18 +75,21 @@ class SentenceTransformerEmbedder:
         self._passage_prompt: str | None = None
         self._onnx_file = Path()
         self._resolved: tuple[Path, str] | None = None
-        # The API embeds from worker threads; the model must be loaded only once.
-        self._lock = threading.Lock()
+        # The model is loaded and run on the process's model thread, whichever thread asks.
+        self._model = MODEL_THREAD
         # Queries of concurrent requests share forward passes.
         self._queries = QueryBatcher(
-            lambda texts: self._forward(texts, self._query_prompt), max_texts=batch_size
+            lambda texts: self._forward(texts, self._query_prompt), self._model, batch_size
         )
 
     def load(self) -> None:
         """Resolve, load and identify the model now instead of on first use."""
-        with self._lock:
-            if self._st is None:
-                self._load()
+        if self._st is None:
+            self._model(self._load_once)
+
+    def _load_once(self) -> None:
+        if self._st is None:  # another caller's load may have been queued first
+            self._load()
 
     def _resolve(self) -> tuple[Path, str]:
         # Memoised: resolving may probe the hub, which count_tokens and load both need.
@@ -179,8 +181,7 @@ class SentenceTransformerEmbedder:
             raise TypeError("expected a sequence of texts, got one str")
         if 0 < len(texts) <= self.batch_size:
             return self._queries(texts)
-        with self._precision():
-            return self._encode(texts, self._query_prompt)
+        return self._model(self._encode, texts, self._query_prompt)
 
     def _forward(self, texts: Sequence[str], prompt_name: str | None) -> FloatArray:
         """One forward pass over a few texts, the vectors ``encode`` gives.
@@ -200,8 +201,7 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised float32 vectors of passages (with the passage prompt)."""
         self.load()
-        with self._precision():
-            return self._encode(texts, self._passage_prompt)
+        return self._model(self._encode, texts, self._passage_prompt)
 
     @property
     def bf16(self) -> bool:
@@ -238,6 +238,14 @@ class SentenceTransformerEmbedder:
         padded to long ones.
         """
         self.load()
+        return self._model(self._passage_spans, texts, spans, sentences)
+
+    def _passage_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        sentences: Sequence[Sequence[Span]] | None,
+    ) -> tuple[FloatArray, list[FloatArray]]:
         vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
         windows: list[FloatArray] = [vectors[:0]] * len(texts)
         prompt = self._st.prompts[self._passage_prompt] if self._passage_prompt else ""
@@ -308,16 +316,17 @@ class SentenceTransformerEmbedder:
             raise TypeError("expected a sequence of texts, got one str")
         if not texts:
             return np.zeros((0, self.identity.dimension), dtype=np.float32)
-        vectors = self._st.encode(
-            list(texts),
-            # prompt="" keeps a model's default prompt (if any) off texts meant to be bare.
-            prompt_name=prompt_name,
-            prompt=None if prompt_name else "",
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        with self._precision():
+            vectors = self._st.encode(
+                list(texts),
+                # prompt="" keeps a model's default prompt (if any) off texts meant to be bare.
+                prompt_name=prompt_name,
+                prompt=None if prompt_name else "",
+                batch_size=self.batch_size,
+                show_progress_bar=self.show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
