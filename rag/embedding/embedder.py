@@ -28,7 +28,7 @@ from rag.types import EmbedderIdentity, FloatArray
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # Matmul precision of the torch backend. "auto" is bf16 where the CPU multiplies bf16 in
-# hardware (AMX or AVX-512 BF16), fp32 elsewhere (docs/speed.md: 2.8x the passages per second
+# hardware (AMX or AVX-512 BF16), fp32 elsewhere (docs/speed.md: 2.6x the passages per second
 # and 1.5x the queries at cosine >= 0.99998 to fp32 on an AMX CPU).
 PRECISIONS = ("auto", "fp32", "bf16")
 # Prompt names sentence-transformers' encode_document tries, in its own order; a blank
