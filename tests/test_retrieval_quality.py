@@ -16,6 +16,8 @@ from rag.store.index import window_texts
 from rag.testing import FakeEmbedder
 from rag.types import Chunk
 
+NO_WINDOWS = FusionConfig(chunk_weight_de=1.0, chunk_weight_en=1.0)  # chunk vectors only
+
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 DEV = Path(__file__).resolve().parents[1] / "eval" / "data" / "dev" / "dev.jsonl"
 
@@ -86,7 +88,7 @@ def test_a_fact_in_one_sentence_of_a_long_passage_is_found(tmp_path: Path) -> No
         ]
     )
     query = "alpha beta gamma delta"
-    plain = Retriever(index, mode="dense", fusion=FusionConfig(chunk_weight=1.0))
+    plain = Retriever(index, mode="dense", fusion=NO_WINDOWS)
     windowed = Retriever(index, mode="dense")
     assert plain.search(query, top_k=2)[0].chunk.doc_id == "short"
     assert windowed.search(query, top_k=2)[0].chunk.doc_id == "long"
@@ -107,6 +109,6 @@ def test_windows_lift_dev_recall_on_the_real_model(api_real_service) -> None:  #
             n += all(any(g["quote"] in t for t in texts) for g in q["gold"])
         return n
 
-    plain = found(Retriever(index, mode="dense", fusion=FusionConfig(chunk_weight=1.0)))
+    plain = found(Retriever(index, mode="dense", fusion=NO_WINDOWS))
     windowed = found(Retriever(index, mode="dense"))
     assert windowed > plain
