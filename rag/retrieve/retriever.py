@@ -173,7 +173,8 @@ class Retriever:
         """One query's ranking, best first, and the dense and lexical scores behind it."""
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
-        german = detect_language(query) == "de"
+        language = detect_language(query)
+        german = language == "de"
         if mode in ("hybrid", "dense"):
             qvec = (
                 query_vector
@@ -196,7 +197,7 @@ class Retriever:
                 method=self.fusion.method,
                 weights=weights,
                 k=self.fusion.rrf_k,
-                language=detect_language(query),
+                language=language,
             )
         return list(ranked), dict(dense), dict(lexical)
 
