@@ -196,8 +196,8 @@ def _run_section(name: str, quick: bool, env: dict[str, str]) -> dict[str, Any]:
 def _add_ratios(results: dict[str, dict[str, Any]]) -> list[Row]:
     """The speed goals' ratios, across sections, with their goals."""
     rows: list[Row] = []
-    ratios = _part_data(results, "ingest-ratio", "ingest-ratio").get("ratio", {})
-    default = _part_data(results, "ingest-ratio", "ingest-ratio").get("default")
+    ingest = _part_data(results, "ingest-ratio", "ingest-ratio")
+    ratios, default = ingest.get("ratio", {}), ingest.get("default")
     if default in ratios:
         others = ", ".join(f"{m} windows {r:.2f}x" for m, r in ratios.items() if m != default)
         rows.append(
@@ -271,15 +271,10 @@ def _find(
     results: dict[str, dict[str, Any]], section: str, part_name: str, *keys: str
 ) -> float | None:
     """A number in the data of the part named ``part_name`` of ``section``'s results."""
-    for part in results.get(section, {}).get("sections", []):
-        if part.get("name") != part_name:
-            continue
-        node: Any = part.get("data", {})
-        for key in keys:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int | float):
-            return float(node)
-    return None
+    node: Any = _part_data(results, section, part_name)
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return float(node) if isinstance(node, int | float) else None
 
 
 def _table(results: dict[str, dict[str, Any]], extra: list[Row]) -> str:
