@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 from rag.types import EmbedderIdentity, FloatArray
 
-__all__ = ["NEAR_DUPLICATE_COSINE", "Embedder", "SpanEmbedder", "near_duplicate", "unit_rows"]
+__all__ = [
+    "NEAR_DUPLICATE_COSINE",
+    "Embedder",
+    "SpanEmbedder",
+    "TokenEmbedder",
+    "TokenStates",
+    "near_duplicate",
+    "unit_rows",
+]
 
 # Two normalised vectors this close say the same thing: syndicated copies of a passage, or
 # one sentence repeated across articles (e5-small puts such pairs at 0.98-1.0).
@@ -39,6 +49,27 @@ class SpanEmbedder(Embedder, Protocol):
         spans: Sequence[Sequence[tuple[int, int]]],
         sentences: Sequence[Sequence[tuple[int, int]]] | None = None,
     ) -> tuple[FloatArray, list[FloatArray]]: ...
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's token states: ``layers[layer]`` holds a unit row per token, ``offsets`` each
+    token's character span in the text (prompt and special tokens left out)."""
+
+    offsets: npt.NDArray[np.intp]
+    layers: dict[int, npt.NDArray[np.floating[Any]]]  # float32, or float16 where cached
+
+
+@runtime_checkable
+class TokenEmbedder(Embedder, Protocol):
+    """An embedder that can also return the encoder's token states at given layers."""
+
+    def token_states(
+        self, texts: Sequence[str], *, query: bool, layers: Sequence[int]
+    ) -> list[TokenStates] | None:
+        """Per text its ``TokenStates`` (query or passage prompt); None where the backend
+        cannot expose its layers."""
+        ...
 
 
 def near_duplicate(a: FloatArray, b: FloatArray) -> bool:

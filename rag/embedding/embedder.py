@@ -14,7 +14,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from rag.embedding import resolve
-from rag.embedding.base import unit_rows
+from rag.embedding.base import TokenStates, unit_rows
 from rag.embedding.batching import MODEL_THREAD, QueryBatcher
 from rag.embedding.convert import DEFAULT_MODEL_NAME
 from rag.embedding.late import FORK_LAYER, Span, pool_spans, sentence_ids
@@ -302,6 +302,49 @@ class SentenceTransformerEmbedder:
             full, local = forked_pass(self._encoder(), features, ids, FORK_LAYER)
         return full, local
 
+    def token_states(
+        self, texts: Sequence[str], *, query: bool, layers: Sequence[int]
+    ) -> list[TokenStates] | None:
+        """Token states of ``texts`` after each of ``layers`` (0: the embeddings), from one
+        pass of the torch model that stops at the last of them; None on the ONNX backends,
+        which expose no layers."""
+        if self.backend != "torch":
+            return None
+        self.load()
+        return self._model(self._token_states, texts, query, tuple(layers))
+
+    def _token_states(
+        self, texts: Sequence[str], query: bool, layers: tuple[int, ...]
+    ) -> list[TokenStates]:
+        import torch
+
+        name = self._query_prompt if query else self._passage_prompt
+        prompt = self._st.prompts[name] if name else ""
+        encoded = self._st.tokenizer(
+            [prompt + t for t in texts],
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=self._st.max_seq_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        offsets = encoded.pop("offset_mapping").numpy()
+        with torch.inference_mode(), self._precision():
+            hidden = _hidden_states(self._encoder(), encoded, max(layers))
+        mask = encoded["attention_mask"].numpy().astype(bool)
+        out = []
+        for row in range(len(texts)):
+            start, end = offsets[row, :, 0], offsets[row, :, 1]
+            # The first word's token may start at the prompt's closing space.
+            keep = mask[row] & (end > start) & (end > len(prompt))
+            out.append(
+                TokenStates(
+                    np.maximum(offsets[row][keep].astype(np.intp) - len(prompt), 0),
+                    {k: unit_rows(hidden[k][row][keep].float().numpy()) for k in layers},
+                )
+            )
+        return out
+
     def _encoder(self) -> Any:
         encoder = getattr(self._st[0], "auto_model", None) if self.backend == "torch" else None
         if encoder is None or not hasattr(getattr(encoder, "encoder", None), "layer"):
@@ -401,6 +444,20 @@ def forked_pass(
     for layer in model.encoder.layer[fork:]:
         states = layer(states, attention_mask=extended)[0]
     return pooled.float().numpy(), states.float().numpy()
+
+
+def _hidden_states(model: Any, encoded: dict[str, Any], last: int) -> list[Any]:
+    """The embeddings and the states after each layer up to ``last``; later layers do not run."""
+    mask = encoded["attention_mask"]
+    states = model.embeddings(
+        input_ids=encoded["input_ids"], token_type_ids=encoded.get("token_type_ids")
+    )
+    extended = model.get_extended_attention_mask(mask, mask.shape)
+    out = [states]
+    for layer in model.encoder.layer[:last]:
+        states = layer(states, attention_mask=extended)[0]
+        out.append(states)
+    return out
 
 
 @functools.cache
