@@ -52,7 +52,14 @@ FOLDS = 3
 # The sentence model's features: removing any lowers the cross-validated dev scores and adding
 # any other does not raise them (the ablation in docs/tuning.md); the rest are computed for
 # that ablation and for the answerable model.
-SENTENCE_FEATURES = ("cosine_gap", "overlap_gap", "type_match", "cross_lingual", "novelty")
+SENTENCE_FEATURES = (
+    "cosine_gap",
+    "window",
+    "cross_lingual",
+    "novelty",
+    "alignment",
+    "passage_score",
+)
 MAX_SENTENCES = 2  # as the answerer's default (AnswerThresholds.extractive_max_sentences)
 # How much is quoted, chosen by cross-validation on the dev split (the grid in docs/tuning.md):
 SECOND_RATIO = 0.3  # a second sentence at >= this share of the best one's probability

@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from rag.answer.alignment import TokenBank
 from rag.answer.condense import condense_question
 from rag.answer.extractive import ScoredSentence, compose_extractive, score_sentences
 from rag.answer.generation import ChatModel
@@ -132,6 +133,7 @@ class Answerer:
         self.thresholds = thresholds or AnswerThresholds()
         self.selector = selector or SelectorWeights.load()
         self._bank = SentenceBank(embedder)
+        self._tokens = TokenBank(embedder)
         self._condensed: OrderedDict[tuple[str, tuple[Turn, ...]], str] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -231,7 +233,7 @@ class Answerer:
         self, question: str, hits: Sequence[Hit]
     ) -> tuple[list[Candidate], Matrix]:
         """The candidate sentences of ``hits`` and their selector features."""
-        return sentence_features(question, hits, self.embedder, self._bank)
+        return sentence_features(question, hits, self.embedder, self._bank, self._tokens)
 
     def _extract(
         self, question: str, hits: tuple[Hit, ...], language: str, draft: _Draft, streaming: bool

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from rag.answer.alignment import TokenBank, alignments
 from rag.answer.extractive import ScoredSentence, score_sentences, term_match
 from rag.answer.support import SentenceBank, content_terms
 from rag.embedding.base import Embedder
@@ -63,6 +64,7 @@ FEATURES: tuple[str, ...] = (
     "novelty",  # share of the sentence's terms the question does not contain
     "coverage",  # share of all question terms the sentence holds (unweighted)
     "unmatched",  # share of question terms no candidate sentence holds (same for all rows)
+    "alignment",  # question tokens matched in the sentence's tokens (``rag.answer.alignment``)
 )
 
 Matrix = npt.NDArray[np.float64]
@@ -87,9 +89,14 @@ def _window_cosines(vectors: npt.NDArray[np.float32], query: npt.NDArray[np.floa
 
 
 def sentence_features(
-    question: str, hits: Sequence[Hit], embedder: Embedder, bank: SentenceBank
+    question: str,
+    hits: Sequence[Hit],
+    embedder: Embedder,
+    bank: SentenceBank,
+    tokens: TokenBank | None = None,
 ) -> tuple[list[Candidate], Matrix]:
-    """The candidate sentences of ``hits`` and their feature rows (columns: ``FEATURES``)."""
+    """The candidate sentences of ``hits`` and their feature rows (columns: ``FEATURES``);
+    ``tokens`` caches the passages' token states (a fresh one when not given)."""
     query = embedder.embed_queries([question])[0]
     scored: list[ScoredSentence] = score_sentences(
         question, hits, embedder, bank, query_vector=query
@@ -109,8 +116,14 @@ def sentence_features(
     matched = [{t: term_match(t, terms) for t in wanted} for terms in sentence_terms]
     found = {t for m in matched for t, v in m.items() if v > 0}
     unmatched = len(wanted - found) / len(wanted) if wanted else 0.0
+    spans = [(s.hit_index, s.start, s.end) for s in scored]
+    # Embedders without token states (the ONNX backends): the sentence cosines stand in.
+    tokens = tokens or TokenBank(embedder)
+    aligned = alignments(question, hits, spans, tokens) or [s.cosine for s in scored]
     rows = []
-    for s, text, terms, match in zip(scored, texts, sentence_terms, matched, strict=True):
+    for s, text, terms, match, align in zip(
+        scored, texts, sentence_terms, matched, aligned, strict=True
+    ):
         holds = kind is not None and holds_kind(text, kind)
         rows.append(
             [
@@ -127,6 +140,7 @@ def sentence_features(
                 len(terms - asked) / len(terms) if terms else 0.0,
                 sum(match.values()) / len(wanted) if wanted else 0.0,
                 unmatched,
+                align,
             ]
         )
     candidates = [Candidate(s.hit_index, s.start, s.end, s.vector_index) for s in scored]
