@@ -17,6 +17,7 @@ from rag.embedding.embedder import SentenceTransformerEmbedder
 from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
 from rag.errors import DocumentNotFoundError
 from rag.ingest.loaders import Skipped
+from rag.retrieve.alignment import TokenBank
 from rag.retrieve.retriever import Mode, Retriever
 from rag.store.factory import open_index
 from rag.store.index import Index, IndexStats, IngestReport
@@ -142,8 +143,9 @@ class RagService:
                     database_url=self.database_url,
                     window_vectors=self.window_vectors,
                 )
-                self._retriever = Retriever(self._index, mode=self.mode)
-                self._answerer = Answerer(self.embedder, self.chat_model)
+                tokens = TokenBank(self.embedder)  # one cache of token states for both
+                self._retriever = Retriever(self._index, mode=self.mode, tokens=tokens)
+                self._answerer = Answerer(self.embedder, self.chat_model, tokens=tokens)
         return self
 
     def close(self) -> None:

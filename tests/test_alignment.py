@@ -1,16 +1,16 @@
-"""Token alignment of questions and sentences: token states of the real model, and the
-selector feature built from them."""
+"""Token alignment of questions with passages and sentences: token states of the real
+model, the selector feature and the retriever's re-ranking built from them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rag.answer.alignment import ALIGNMENT_LAYER, TokenBank, alignments
 from rag.answer.selector import FEATURES, sentence_features
 from rag.answer.support import SentenceBank
 from rag.embedding.base import TokenEmbedder
 from rag.embedding.embedder import SentenceTransformerEmbedder
+from rag.retrieve.alignment import ALIGNMENT_LAYER, TokenBank
 from rag.testing import FakeEmbedder
 from rag.types import Chunk, Hit
 
@@ -77,7 +77,7 @@ def test_the_sentence_that_holds_what_is_asked_aligns_best(embedder) -> None:  #
         "Wann fand das Treffen in Helsinki statt?",
         "When did the meeting in Helsinki take place?",
     ):
-        scores = alignments(question, hits, spans, TokenBank(embedder))
+        scores = TokenBank(embedder).span_alignments(question, [h.chunk for h in hits], spans)
         assert scores is not None
         assert int(np.argmax(scores)) == 1, (question, scores)
         assert all(0.0 < s <= 1.0 for s in scores)
@@ -86,7 +86,9 @@ def test_the_sentence_that_holds_what_is_asked_aligns_best(embedder) -> None:  #
 def test_embedders_without_token_states_fall_back_to_the_sentence_cosine() -> None:
     fake = FakeEmbedder()
     assert not isinstance(fake, TokenEmbedder)
-    assert alignments("Wo?", _hits(PASSAGE), _sentences(PASSAGE), TokenBank(fake)) is None
+    bank = TokenBank(fake)
+    assert bank.span_alignments("Wo?", [h.chunk for h in _hits(PASSAGE)], [(0, 0, 5)]) is None
+    assert bank.passage_alignments("Wo?", [h.chunk for h in _hits(PASSAGE)]) is None
     _cands, rows = sentence_features(
         "Wo fand das Treffen statt?", _hits(PASSAGE), fake, SentenceBank(fake)
     )
@@ -94,8 +96,10 @@ def test_embedders_without_token_states_fall_back_to_the_sentence_cosine() -> No
     np.testing.assert_allclose(rows[:, col["alignment"]], rows[:, col["cosine"]])
 
 
-def test_the_bank_keeps_passage_states_and_gives_the_same_alignment(embedder) -> None:  # type: ignore[no-untyped-def]
-    hits, spans = _hits(PASSAGE), _sentences(PASSAGE)
+def test_the_bank_keeps_states_and_gives_the_same_alignment(embedder) -> None:  # type: ignore[no-untyped-def]
+    chunks = [h.chunk for h in _hits(PASSAGE)]
+    text = "Ein anderer Text."
+    other = [Chunk(99, "d9", 0, 0, len(text), text)]
     bank = TokenBank(embedder, max_chunks=1)
     calls: list[int] = []
     embed = embedder.token_states
@@ -104,20 +108,30 @@ def test_the_bank_keeps_passage_states_and_gives_the_same_alignment(embedder) ->
         calls.append(len(texts))
         return embed(texts, **kw)
 
-    first = alignments("Wann war das Treffen in Helsinki?", hits, spans, bank)
+    first = bank.passage_alignments("Wann war das Treffen in Helsinki?", chunks)
     embedder.token_states = counting
     try:
-        again = alignments("Wann war das Treffen in Helsinki?", hits, spans, bank)
-        assert calls == [1]  # the question only: the passage came from the bank
-        text = "Ein anderer Text."
-        other = [Hit(chunk=Chunk(99, "d9", 0, 0, len(text), text), score=1.0)]
-        alignments("Wann war das Treffen?", other, [(0, 0, 17)], bank)
-        alignments("Wann war das Treffen?", hits, spans, bank)
-        assert calls == [1, 1, 1, 1, 1]  # max_chunks=1: the first passage was evicted
+        again = bank.passage_alignments("Wann war das Treffen in Helsinki?", chunks)
+        assert calls == []  # the question and the passage both came from the bank
+        bank.passage_alignments("Wann war das Treffen?", other)
+        bank.passage_alignments("Wann war das Treffen?", chunks)
+        assert calls == [1, 1, 1]  # max_chunks=1: the first passage was evicted
     finally:
         del embedder.token_states
     assert first is not None and again is not None
     np.testing.assert_allclose(first, again, atol=2e-3)  # float16 in the bank
+
+
+def test_the_passage_that_holds_the_asked_detail_aligns_higher(embedder) -> None:  # type: ignore[no-untyped-def]
+    texts = [
+        "Trump und Putin trafen sich mehrmals, zuletzt sprachen sie am Telefon.",
+        "Ein weiteres Treffen fand im Juli 2018 in Helsinki statt.",
+    ]
+    chunks = [Chunk(i + 1, f"d{i}", 0, 0, len(t), t) for i, t in enumerate(texts)]
+    bank = TokenBank(embedder)
+    for question in ("Where did they meet in July 2018?", "Wo trafen sie sich im Juli 2018?"):
+        scores = bank.passage_alignments(question, chunks)
+        assert scores is not None and scores[1] > scores[0], (question, scores)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from rag.ingest.loaders import document_from_text, load_documents
+from rag.retrieve.alignment import TokenBank
 from rag.retrieve.retriever import FusionConfig, Retriever, interleave
 from rag.store.factory import open_index
 from rag.testing import FakeEmbedder
@@ -65,6 +68,63 @@ def test_questions_not_in_german_use_the_cross_lingual_fusion_weights(tmp_path: 
     lexical = [h.chunk.chunk_id for h in retriever.search(german, top_k=5, mode="lexical")]
     assert hybrid == lexical
     index.close()
+
+
+class _Alignments(TokenBank):
+    """Alignments given by the test: the chunk with the highest id aligns best."""
+
+    def passage_alignments(self, question: str, chunks):  # type: ignore[no-untyped-def]
+        self.asked = [c.chunk_id for c in chunks]
+        top = max(self.asked)
+        return [1.0 if cid == top else 0.0 for cid in self.asked]
+
+
+def test_questions_in_other_languages_are_reranked_by_token_alignment(tmp_path: Path) -> None:
+    index = open_index(tmp_path / "idx", FakeEmbedder())
+    index.ingest(load_documents([CORPUS]).documents)
+    fusion = FusionConfig(rerank_weight_de=0.0, rerank_weight_en=5.0, rerank_depth=6)
+    bank = _Alignments(index.embedder)
+    retriever = Retriever(index, fusion=fusion, tokens=bank)
+    plain = Retriever(index, fusion=replace(fusion, rerank_weight_en=0.0))
+    english = "What did Putin say about Ukraine in 2025?"
+    before = plain.search(english, top_k=8)
+    after = retriever.search(english, top_k=8)
+    assert bank.asked == [h.chunk.chunk_id for h in before[:6]]  # the first rerank_depth
+    best = max(bank.asked)
+    assert after[0].chunk.chunk_id == best and after[0].score == pytest.approx(
+        next(h.score for h in before if h.chunk.chunk_id == best)
+    )
+    assert [h.chunk.chunk_id for h in after[6:]] == [h.chunk.chunk_id for h in before[6:]]
+    assert all(a.score >= b.score for a, b in itertools.pairwise(after))
+    assert len(retriever.search(english, top_k=2)) == 2
+    german = "Was sagte Putin 2025 über die Ukraine?"
+    bank.asked = []
+    assert [h.chunk.chunk_id for h in retriever.search(german, top_k=8)] == [
+        h.chunk.chunk_id for h in plain.search(german, top_k=8)
+    ]
+    assert bank.asked == []  # weight 0: no alignment asked for
+    # An embedder without token states (FakeEmbedder): the fused order stays.
+    no_states = Retriever(index, fusion=fusion)
+    assert [h.chunk.chunk_id for h in no_states.search(english, top_k=8)] == [
+        h.chunk.chunk_id for h in before
+    ]
+    index.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Where did Trump and Putin meet in July 2018?",
+        "¿Dónde se reunieron Trump y Putin en julio de 2018?",
+    ],
+)
+def test_reranked_cross_lingual_question_finds_the_helsinki_paragraph(
+    api_real_service, question
+) -> None:  # type: ignore[no-untyped-def]
+    hits = api_real_service.search(question, top_k=5)
+    assert "Helsinki" in hits[0].chunk.text
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
 
 
 @pytest.mark.slow

@@ -34,7 +34,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rag.answer.alignment import TokenBank
 from rag.answer.condense import condense_question
 from rag.answer.extractive import ScoredSentence, compose_extractive, score_sentences
 from rag.answer.generation import ChatModel
@@ -51,6 +50,7 @@ from rag.answer.selector import (
 )
 from rag.answer.support import SentenceBank, SupportThresholds, check_citations
 from rag.embedding.base import Embedder
+from rag.retrieve.alignment import TokenBank
 from rag.retrieve.answer_types import is_question
 from rag.text.analysis import detect_language
 from rag.types import (
@@ -127,13 +127,14 @@ class Answerer:
         *,
         thresholds: AnswerThresholds | None = None,
         selector: SelectorWeights | None = None,
+        tokens: TokenBank | None = None,
     ) -> None:
         self.embedder = embedder
         self.chat_model = chat_model
         self.thresholds = thresholds or AnswerThresholds()
         self.selector = selector or SelectorWeights.load()
         self._bank = SentenceBank(embedder)
-        self._tokens = TokenBank(embedder)
+        self._tokens = tokens or TokenBank(embedder)  # shared with the retriever
         self._condensed: OrderedDict[tuple[str, tuple[Turn, ...]], str] = OrderedDict()
         self._lock = threading.Lock()
 

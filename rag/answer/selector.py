@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from rag.answer.alignment import TokenBank, alignments
 from rag.answer.extractive import ScoredSentence, score_sentences, term_match
 from rag.answer.support import SentenceBank, content_terms
 from rag.embedding.base import Embedder
+from rag.retrieve.alignment import TokenBank
 from rag.retrieve.answer_types import asked_kind, holds_kind
 from rag.text.analysis import detect_language
 from rag.types import Hit
@@ -64,7 +64,7 @@ FEATURES: tuple[str, ...] = (
     "novelty",  # share of the sentence's terms the question does not contain
     "coverage",  # share of all question terms the sentence holds (unweighted)
     "unmatched",  # share of question terms no candidate sentence holds (same for all rows)
-    "alignment",  # question tokens matched in the sentence's tokens (``rag.answer.alignment``)
+    "alignment",  # question tokens matched in the sentence's tokens (``rag.retrieve.alignment``)
 )
 
 Matrix = npt.NDArray[np.float64]
@@ -119,7 +119,9 @@ def sentence_features(
     spans = [(s.hit_index, s.start, s.end) for s in scored]
     # Embedders without token states (the ONNX backends): the sentence cosines stand in.
     tokens = tokens or TokenBank(embedder)
-    aligned = alignments(question, hits, spans, tokens) or [s.cosine for s in scored]
+    aligned = tokens.span_alignments(question, [h.chunk for h in hits], spans) or [
+        s.cosine for s in scored
+    ]
     rows = []
     for s, text, terms, match, align in zip(
         scored, texts, sentence_terms, matched, aligned, strict=True

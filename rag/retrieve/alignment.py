@@ -1,0 +1,135 @@
+"""Token alignment of a question with passages and their sentences (late interaction).
+
+A sentence or passage vector is one cosine away from the question: text on the right topic
+that lacks the name, year or place the question asks about scores nearly as high as text
+that holds it. Here each question token (with a letter or digit) is matched with its most
+similar token of the passage or sentence (the encoder's token states, as in ColBERT's
+MaxSim), and the mean over the question's tokens says how much of the question the text
+restates, word by word and across languages. The retriever re-ranks its first passages by
+it for questions in other languages than German, and the answer selector scores sentences
+with it. The layer was chosen on XQuAD dev (docs/tuning.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from rag.embedding.base import Embedder, TokenEmbedder, TokenStates
+from rag.types import Chunk, FloatArray
+
+__all__ = ["ALIGNMENT_LAYER", "TokenBank"]
+
+ALIGNMENT_LAYER = 10  # of e5-small's 12
+
+
+class TokenBank:
+    """Token states at ``ALIGNMENT_LAYER`` of questions (by text) and passages (by
+    ``chunk_id``; chunks are immutable), cached: the same passages answer many questions,
+    and a pass over five of them costs about 90 ms on two cores (docs/speed.md). Passage
+    states are kept in float16, about 150 KB a chunk."""
+
+    def __init__(self, embedder: Embedder, *, max_chunks: int = 512) -> None:
+        self.embedder = embedder
+        self._max = max_chunks
+        self._cache: OrderedDict[int, TokenStates] = OrderedDict()
+        self._questions: OrderedDict[str, FloatArray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def question(self, text: str) -> FloatArray | None:
+        """The states of the question's word tokens (query prompt); None without token
+        states."""
+        with self._lock:
+            if text in self._questions:
+                return self._questions[text]
+        if not isinstance(self.embedder, TokenEmbedder):
+            return None
+        states = self.embedder.token_states([text], query=True, layers=(ALIGNMENT_LAYER,))
+        if states is None:
+            return None
+        words = [
+            i for i, (a, b) in enumerate(states[0].offsets) if any(c.isalnum() for c in text[a:b])
+        ]
+        rows = np.ascontiguousarray(states[0].layers[ALIGNMENT_LAYER][words], dtype=np.float32)
+        with self._lock:
+            self._questions[text] = rows
+            while len(self._questions) > 64:
+                self._questions.popitem(last=False)
+        return rows
+
+    def passages(self, chunks: Sequence[Chunk]) -> list[TokenStates] | None:
+        """Each chunk's token states; missing ones in one pass; None without token states."""
+        if not isinstance(self.embedder, TokenEmbedder):
+            return None
+        with self._lock:
+            found = {c.chunk_id: self._cache.get(c.chunk_id) for c in chunks}
+        missing = list({c.chunk_id: c for c in chunks if found[c.chunk_id] is None}.values())
+        if missing:
+            fresh = self.embedder.token_states(
+                [c.text for c in missing], query=False, layers=(ALIGNMENT_LAYER,)
+            )
+            if fresh is None:
+                return None
+            with self._lock:
+                for chunk, states in zip(missing, fresh, strict=True):
+                    small = {k: v.astype(np.float16) for k, v in states.layers.items()}
+                    found[chunk.chunk_id] = self._cache[chunk.chunk_id] = TokenStates(
+                        states.offsets, small
+                    )
+                    while len(self._cache) > self._max:
+                        self._cache.popitem(last=False)
+        out = []
+        for chunk in chunks:
+            kept = found[chunk.chunk_id]
+            assert kept is not None
+            out.append(kept)
+        return out
+
+    def passage_alignments(self, question: str, chunks: Sequence[Chunk]) -> list[float] | None:
+        """Each chunk's alignment with the question; None without token states."""
+        similar = self._similarities(question, chunks)
+        if similar is None:
+            return None
+        return [float(s.max(axis=0).mean()) if s.size else 0.0 for s, _ in similar]
+
+    def span_alignments(
+        self, question: str, chunks: Sequence[Chunk], spans: Sequence[tuple[int, int, int]]
+    ) -> list[float] | None:
+        """Per span ``(chunk index, start, end)`` of a chunk's text its alignment with the
+        question; None without token states."""
+        similar = self._similarities(question, chunks)
+        if similar is None:
+            return None
+        out = []
+        for h, start, end in spans:
+            sims, offsets = similar[h]
+            # A word's first token starts at the space before it: its end places it.
+            inside = (offsets[:, 1] > start) & (offsets[:, 1] <= end)
+            out.append(
+                float(sims[inside].max(axis=0).mean()) if inside.any() and sims.size else 0.0
+            )
+        return out
+
+    def _similarities(
+        self, question: str, chunks: Sequence[Chunk]
+    ) -> list[tuple[FloatArray, np.ndarray]] | None:
+        """Per chunk, the cosines of its tokens (rows) with the question's and its offsets."""
+        asked = self.question(question)
+        if asked is None:
+            return None
+        passages = self.passages(chunks) if chunks else []
+        if passages is None:
+            return None
+        # einsum, not a BLAS matmul: OpenBLAS threads spin on after a product and then
+        # slowed the next question's forward pass from 15 to 80-90 ms on two cores
+        # (docs/speed.md).
+        return [
+            (
+                np.einsum("td,qd->tq", p.layers[ALIGNMENT_LAYER].astype(np.float32), asked),
+                p.offsets,
+            )
+            for p in passages
+        ]
