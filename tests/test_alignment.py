@@ -69,6 +69,29 @@ def test_the_pass_that_stops_early_gives_the_full_models_states(embedder) -> Non
     assert len(states.offsets) <= len(reference) - 4  # <s>, "query", ":", </s> at least
 
 
+def test_a_question_embedded_to_search_needs_no_second_pass(embedder) -> None:  # type: ignore[no-untyped-def]
+    layer = ALIGNMENT_LAYER
+    embedder.token_states(["Wer?"], query=True, layers=(layer,))  # the layer is asked for once
+    question = "Wo trafen sich Trump und Putin im Juli 2018, und wer war dabei?"
+    embedder.embed_queries([question])  # a search embeds it
+    calls: list[object] = []
+    compute = embedder._token_states
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return compute(*args)
+
+    embedder._token_states = counting
+    try:
+        (kept,) = embedder.token_states([question], query=True, layers=(layer,))
+    finally:
+        del embedder._token_states
+    assert calls == []  # the states came from the search's own pass
+    (fresh,) = embedder._model(compute, [question], True, (layer,))
+    np.testing.assert_array_equal(kept.offsets, fresh.offsets)
+    assert float((kept.layers[layer] * fresh.layers[layer]).sum(axis=1).min()) >= 0.999
+
+
 def test_the_sentence_that_holds_what_is_asked_aligns_best(embedder) -> None:  # type: ignore[no-untyped-def]
     hits = _hits(PASSAGE)
     spans = _sentences(PASSAGE)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,12 @@ class SentenceTransformerEmbedder:
         self._queries = QueryBatcher(
             lambda texts: self._forward(texts, self._query_prompt), self._model, batch_size
         )
+        # Token states of recent queries at the layers ever asked for queries
+        # (``token_states``), kept from the queries' own passes: a question is embedded to
+        # search and then aligned with its passages.
+        self._query_layers: set[int] = set()
+        self._query_states: OrderedDict[str, TokenStates] = OrderedDict()
+        self._states_lock = threading.Lock()
 
     def load(self) -> None:
         """Resolve, load and identify the model now instead of on first use."""
@@ -194,9 +202,42 @@ class SentenceTransformerEmbedder:
 
         prompt = self._st.prompts[prompt_name] if prompt_name else ""
         features = self._st.preprocess(list(texts), prompt=prompt)
-        with torch.inference_mode(), self._precision():
+        with self._states_lock:
+            asked = tuple(sorted(self._query_layers))
+        layers = asked if prompt_name == self._query_prompt else ()
+        with (
+            torch.inference_mode(),
+            self._precision(),
+            _captured(getattr(self._st[0], "auto_model", None), layers) as hidden,
+        ):
             vectors = self._st(features)["sentence_embedding"].float().numpy()
+        if hidden:
+            self._keep_query_states(texts, prompt, features["attention_mask"].numpy(), hidden)
         return unit_rows(vectors)
+
+    def _keep_query_states(
+        self, texts: Sequence[str], prompt: str, mask: npt.NDArray[Any], hidden: dict[int, Any]
+    ) -> None:
+        encoded = self._st.tokenizer(
+            [prompt + t for t in texts],
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=self._st.max_seq_length,
+        )
+        with self._states_lock:
+            for row, text in enumerate(texts):
+                offsets = np.zeros((mask.shape[1], 2), dtype=np.intp)
+                n = len(encoded["offset_mapping"][row])
+                if n != int(mask[row].sum()):
+                    continue  # not the tokens of the pass: leave it to ``token_states``
+                offsets[:n] = encoded["offset_mapping"][row]
+                layers = {k: v[row].float().numpy() for k, v in hidden.items()}
+                self._query_states[text] = _token_rows(
+                    offsets, mask[row].astype(bool), prompt, layers
+                )
+                self._query_states.move_to_end(text)
+                while len(self._query_states) > 256:
+                    self._query_states.popitem(last=False)
 
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised float32 vectors of passages (with the passage prompt)."""
@@ -311,7 +352,21 @@ class SentenceTransformerEmbedder:
         if self.backend != "torch":
             return None
         self.load()
-        return self._model(self._token_states, texts, query, tuple(layers))
+        if not query:
+            return self._model(self._token_states, texts, query, tuple(layers))
+        with self._states_lock:
+            self._query_layers.update(layers)
+            kept = {t: self._query_states.get(t) for t in texts}
+        known = {
+            t: v for t, v in kept.items() if v is not None and all(k in v.layers for k in layers)
+        }
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = self._model(self._token_states, missing, query, tuple(layers))
+            known.update(zip(missing, fresh, strict=True))
+        return [
+            TokenStates(known[t].offsets, {k: known[t].layers[k] for k in layers}) for t in texts
+        ]
 
     def _token_states(
         self, texts: Sequence[str], query: bool, layers: tuple[int, ...]
@@ -332,18 +387,12 @@ class SentenceTransformerEmbedder:
         with torch.inference_mode(), self._precision():
             hidden = _hidden_states(self._encoder(), encoded, max(layers))
         mask = encoded["attention_mask"].numpy().astype(bool)
-        out = []
-        for row in range(len(texts)):
-            start, end = offsets[row, :, 0], offsets[row, :, 1]
-            # The first word's token may start at the prompt's closing space.
-            keep = mask[row] & (end > start) & (end > len(prompt))
-            out.append(
-                TokenStates(
-                    np.maximum(offsets[row][keep].astype(np.intp) - len(prompt), 0),
-                    {k: unit_rows(hidden[k][row][keep].float().numpy()) for k in layers},
-                )
+        return [
+            _token_rows(
+                offsets[row], mask[row], prompt, {k: hidden[k][row].float().numpy() for k in layers}
             )
-        return out
+            for row in range(len(texts))
+        ]
 
     def _encoder(self) -> Any:
         encoder = getattr(self._st[0], "auto_model", None) if self.backend == "torch" else None
@@ -444,6 +493,44 @@ def forked_pass(
     for layer in model.encoder.layer[fork:]:
         states = layer(states, attention_mask=extended)[0]
     return pooled.float().numpy(), states.float().numpy()
+
+
+def _token_rows(
+    offsets: npt.NDArray[Any], mask: npt.NDArray[np.bool_], prompt: str, layers: dict[int, Any]
+) -> TokenStates:
+    """One text's ``TokenStates`` from its padded pass: the prompt, special and padding tokens
+    left out, offsets into the text without the prompt, unit rows."""
+    start, end = offsets[:, 0], offsets[:, 1]
+    # The first word's token may start at the prompt's closing space.
+    keep = mask & (end > start) & (end > len(prompt))
+    return TokenStates(
+        np.maximum(offsets[keep].astype(np.intp) - len(prompt), 0),
+        {k: unit_rows(v[keep]) for k, v in layers.items()},
+    )
+
+
+@contextlib.contextmanager
+def _captured(model: Any, layers: Sequence[int]) -> Iterator[dict[int, Any]]:
+    """The states after each of ``layers`` (1 or more) of the passes run inside, by hooks
+    removed on exit; empty without layers or for a model that is not BERT-style."""
+    hidden: dict[int, Any] = {}
+    blocks = getattr(getattr(model, "encoder", None), "layer", None)
+    if not layers or blocks is None:
+        yield hidden
+        return
+
+    def keep(k: int) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            hidden[k] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [blocks[k - 1].register_forward_hook(keep(k)) for k in layers if k >= 1]
+    try:
+        yield hidden
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _hidden_states(model: Any, encoded: dict[str, Any], last: int) -> list[Any]:
