@@ -8,6 +8,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class SentenceTransformerEmbedder:
         # (``token_states``), kept from the queries' own passes: a question is embedded to
         # search and then aligned with its passages.
         self._query_layers: set[int] = set()
-        self._query_states: OrderedDict[str, TokenStates] = OrderedDict()
+        self._query_states: OrderedDict[str, _Pending | TokenStates] = OrderedDict()
         self._states_lock = threading.Lock()
 
     def load(self) -> None:
@@ -218,26 +219,35 @@ class SentenceTransformerEmbedder:
     def _keep_query_states(
         self, texts: Sequence[str], prompt: str, mask: npt.NDArray[Any], hidden: dict[int, Any]
     ) -> None:
+        # Only the arrays here, on the model thread; the offsets are worked out when asked.
+        with self._states_lock:
+            for row, text in enumerate(texts):
+                layers = {k: v[row].float().numpy() for k, v in hidden.items()}
+                self._query_states[text] = _Pending(prompt, mask[row].astype(bool), layers)
+                self._query_states.move_to_end(text)
+                while len(self._query_states) > 256:
+                    self._query_states.popitem(last=False)
+
+    def _settled(self, text: str, kept: _Pending | TokenStates | None) -> TokenStates | None:
+        """``kept`` as ``TokenStates`` (tokenized for its offsets now if it is pending)."""
+        if not isinstance(kept, _Pending):
+            return kept
         encoded = self._st.tokenizer(
-            [prompt + t for t in texts],
+            kept.prompt + text,
             return_offsets_mapping=True,
             truncation=True,
             max_length=self._st.max_seq_length,
         )
+        n = len(encoded["offset_mapping"])
+        if n != int(kept.mask.sum()):
+            return None  # not the tokens of the pass: computed afresh instead
+        offsets = np.zeros((len(kept.mask), 2), dtype=np.intp)
+        offsets[:n] = encoded["offset_mapping"]
+        states = _token_rows(offsets, kept.mask, kept.prompt, kept.layers)
         with self._states_lock:
-            for row, text in enumerate(texts):
-                offsets = np.zeros((mask.shape[1], 2), dtype=np.intp)
-                n = len(encoded["offset_mapping"][row])
-                if n != int(mask[row].sum()):
-                    continue  # not the tokens of the pass: leave it to ``token_states``
-                offsets[:n] = encoded["offset_mapping"][row]
-                layers = {k: v[row].float().numpy() for k, v in hidden.items()}
-                self._query_states[text] = _token_rows(
-                    offsets, mask[row].astype(bool), prompt, layers
-                )
-                self._query_states.move_to_end(text)
-                while len(self._query_states) > 256:
-                    self._query_states.popitem(last=False)
+            if text in self._query_states:
+                self._query_states[text] = states
+        return states
 
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised float32 vectors of passages (with the passage prompt)."""
@@ -357,8 +367,9 @@ class SentenceTransformerEmbedder:
         with self._states_lock:
             self._query_layers.update(layers)
             kept = {t: self._query_states.get(t) for t in texts}
+        settled = {t: self._settled(t, v) for t, v in kept.items()}
         known = {
-            t: v for t, v in kept.items() if v is not None and all(k in v.layers for k in layers)
+            t: v for t, v in settled.items() if v is not None and all(k in v.layers for k in layers)
         }
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
@@ -493,6 +504,15 @@ def forked_pass(
     for layer in model.encoder.layer[fork:]:
         states = layer(states, attention_mask=extended)[0]
     return pooled.float().numpy(), states.float().numpy()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A query's token states as its pass left them: padded rows, mask and prompt."""
+
+    prompt: str
+    mask: npt.NDArray[np.bool_]
+    layers: dict[int, Any]
 
 
 def _token_rows(
