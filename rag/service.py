@@ -18,7 +18,7 @@ from rag.embedding.late import DEFAULT_WINDOW_VECTORS, WindowVectors
 from rag.errors import DocumentNotFoundError
 from rag.ingest.loaders import Skipped
 from rag.retrieve.alignment import TokenBank
-from rag.retrieve.retriever import Mode, Retriever
+from rag.retrieve.retriever import FusionConfig, Mode, Retriever
 from rag.store.factory import open_index
 from rag.store.index import Index, IndexStats, IngestReport
 from rag.types import (
@@ -73,8 +73,10 @@ class RagService:
         max_top_k: int = 50,
         database_url: str | None = None,
         window_vectors: WindowVectors = DEFAULT_WINDOW_VECTORS,
+        rerank: bool = True,
     ) -> None:
         self.index_dir = index_dir
+        self.rerank = rerank
         self.window_vectors: WindowVectors = window_vectors
         self.database_url = database_url
         self.embedder = embedder
@@ -127,6 +129,7 @@ class RagService:
                 settings.database_url.get_secret_value() if settings.database_url else None
             ),
             window_vectors=settings.window_vectors,
+            rerank=settings.rerank,
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -144,7 +147,12 @@ class RagService:
                     window_vectors=self.window_vectors,
                 )
                 tokens = TokenBank(self.embedder)  # one cache of token states for both
-                self._retriever = Retriever(self._index, mode=self.mode, tokens=tokens)
+                fusion = FusionConfig()
+                if not self.rerank:
+                    fusion = replace(fusion, rerank_weight_de=0.0, rerank_weight_en=0.0)
+                self._retriever = Retriever(
+                    self._index, mode=self.mode, fusion=fusion, tokens=tokens
+                )
                 self._answerer = Answerer(self.embedder, self.chat_model, tokens=tokens)
         return self
 

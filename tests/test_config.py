@@ -48,3 +48,21 @@ def test_invalid_values_fail_early() -> None:
         Settings(top_k=0)
     with pytest.raises(ValidationError, match="embedding_backend"):
         Settings(embedding_backend="tensorrt")  # type: ignore[arg-type]
+
+
+def test_rerank_setting_reaches_the_retriever(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rag.service import RagService
+    from rag.testing import FakeEmbedder
+
+    monkeypatch.setenv("RAG_RERANK", "false")
+    settings = Settings(index_dir=tmp_path / "off")
+    assert settings.rerank is False
+    assert RagService.from_settings(settings).rerank is False  # the model loads on first use
+    off = RagService(settings.index_dir, FakeEmbedder(), rerank=settings.rerank).open()
+    on = RagService(tmp_path / "on", FakeEmbedder()).open()
+    assert off.retriever.fusion.rerank_weight_en == 0.0 == off.retriever.fusion.rerank_weight_de
+    assert on.retriever.fusion.rerank_weight_en > 0.0
+    off.close()
+    on.close()
