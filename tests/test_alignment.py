@@ -92,6 +92,29 @@ def test_a_question_embedded_to_search_needs_no_second_pass(embedder) -> None:  
     assert float((kept.layers[layer] * fresh.layers[layer]).sum(axis=1).min()) >= 0.999
 
 
+@pytest.mark.slow
+def test_the_answer_does_not_embed_its_question_again_after_the_search(api_real_service) -> None:  # type: ignore[no-untyped-def]
+    question = "Wo trafen sich Trump und Putin im Juli 2018? Und wann genau?"
+    hits = api_real_service.search(question)
+    embedder = api_real_service.answerer.embedder
+    searched = api_real_service.retriever.tokens.vector(question)
+    assert searched is not None
+    calls: list[object] = []
+    embed = embedder.embed_queries
+
+    def counting(texts):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return embed(texts)
+
+    embedder.embed_queries = counting
+    try:
+        answer = api_real_service.answerer.answer(question, hits)
+    finally:
+        del embedder.embed_queries
+    assert calls == [] and "Helsinki" in answer.text
+    np.testing.assert_allclose(searched, embed([question])[0], atol=1e-2)
+
+
 def test_the_sentence_that_holds_what_is_asked_aligns_best(embedder) -> None:  # type: ignore[no-untyped-def]
     hits = _hits(PASSAGE)
     spans = _sentences(PASSAGE)

@@ -170,7 +170,8 @@ class Answerer:
     # -- the pipeline -----------------------------------------------------------------
 
     def _score(self, question: str, hits: Sequence[Hit]) -> list[ScoredSentence]:
-        return score_sentences(question, hits, self.embedder, self._bank)
+        vector = self._tokens.vector(question)  # from the question's search, if recent
+        return score_sentences(question, hits, self.embedder, self._bank, query_vector=vector)
 
     def _below_floor(
         self, scored: Sequence[ScoredSentence], hits: Sequence[Hit], language: str

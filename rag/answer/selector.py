@@ -96,8 +96,12 @@ def sentence_features(
     tokens: TokenBank | None = None,
 ) -> tuple[list[Candidate], Matrix]:
     """The candidate sentences of ``hits`` and their feature rows (columns: ``FEATURES``);
-    ``tokens`` caches the passages' token states (a fresh one when not given)."""
-    query = embedder.embed_queries([question])[0]
+    ``tokens`` caches the passages' token states and the question's vector from its search
+    (a fresh one when not given)."""
+    tokens = tokens or TokenBank(embedder)
+    query = tokens.vector(question)
+    if query is None:
+        query = embedder.embed_queries([question])[0]
     scored: list[ScoredSentence] = score_sentences(
         question, hits, embedder, bank, query_vector=query
     )
@@ -118,7 +122,6 @@ def sentence_features(
     unmatched = len(wanted - found) / len(wanted) if wanted else 0.0
     spans = [(s.hit_index, s.start, s.end) for s in scored]
     # Embedders without token states (the ONNX backends): the sentence cosines stand in.
-    tokens = tokens or TokenBank(embedder)
     aligned = tokens.span_alignments(question, [h.chunk for h in hits], spans) or [
         s.cosine for s in scored
     ]

@@ -30,14 +30,30 @@ class TokenBank:
     """Token states at ``ALIGNMENT_LAYER`` of questions (by text) and passages (by
     ``chunk_id``; chunks are immutable), cached: the same passages answer many questions,
     and a pass over five of them costs about 90 ms on two cores (docs/speed.md). Passage
-    states are kept in float16, about 150 KB a chunk."""
+    states are kept in float16, about 150 KB a chunk. Shared by the retriever and the
+    answerer, it also keeps the vectors of recently searched questions, so the answer does
+    not embed its question again."""
 
     def __init__(self, embedder: Embedder, *, max_chunks: int = 512) -> None:
         self.embedder = embedder
         self._max = max_chunks
         self._cache: OrderedDict[int, TokenStates] = OrderedDict()
         self._questions: OrderedDict[str, FloatArray] = OrderedDict()
+        self._vectors: OrderedDict[str, FloatArray] = OrderedDict()
         self._lock = threading.Lock()
+
+    def remember_vector(self, text: str, vector: FloatArray) -> None:
+        """Keep the query vector a search embedded ``text`` to."""
+        with self._lock:
+            self._vectors[text] = vector
+            self._vectors.move_to_end(text)
+            while len(self._vectors) > 64:
+                self._vectors.popitem(last=False)
+
+    def vector(self, text: str) -> FloatArray | None:
+        """The query vector of a recent search for ``text``, if any."""
+        with self._lock:
+            return self._vectors.get(text)
 
     def question(self, text: str) -> FloatArray | None:
         """The states of the question's word tokens (query prompt); None without token

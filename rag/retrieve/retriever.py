@@ -129,6 +129,7 @@ class Retriever:
             if query_vector is None:
                 query_vector = vectors.pop(0)
             part_vectors = list(vectors)
+            self.tokens.remember_vector(query, query_vector)  # the answer needs it again
         ranked, dense, lexical = self._ranking(query, mode, n, allowed, query_vector)
         if parts:
             lists = [ranked]
