@@ -11,6 +11,7 @@ RAG = Path(__file__).resolve().parents[1] / "rag"
 LAYERS: dict[str, int] = {
     "types": 0,
     "errors": 0,
+    "cache": 0,
     "text": 1,
     "ingest": 2,
     "embedding": 3,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from rag.answer.markers import Statement
+from rag.cache import BoundedCache, per_chunk
 from rag.embedding.base import Embedder
 from rag.text.analysis import GermanAnalyzer, detect_language
 from rag.text.lexicon import CLOSERS
@@ -105,49 +105,37 @@ class SentenceBank:
 
     def __init__(self, embedder: Embedder, *, max_chunks: int = 4096) -> None:
         self._embedder = embedder
-        self._max = max_chunks
-        self._cache: OrderedDict[int, PassageSentences] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: BoundedCache[int, PassageSentences] = BoundedCache(max_chunks)
 
     def get(self, chunks: Sequence[Chunk]) -> list[PassageSentences]:
         """Sentences of each chunk; missing ones are embedded in one batch."""
-        with self._lock:
-            found: dict[int, PassageSentences | None] = {
-                c.chunk_id: self._cache.get(c.chunk_id) for c in chunks
-            }
-        missing = [c for c in chunks if found[c.chunk_id] is None]
-        if missing:
-            span_lists = []
-            texts: list[str] = []
-            for chunk in missing:
-                spans = []
-                for start, end in split_sentences(chunk.text):
-                    start, end = _tidy(chunk.text, start, end)
-                    if start < end:
-                        spans.append((start, end))
-                if not spans:
-                    spans = [(0, len(chunk.text))]
-                span_lists.append(spans)
-                texts.extend(chunk.text[s:e] for s, e in spans)
-            vectors = self._embedder.embed_passages(texts) if texts else None
-            row = 0
-            for chunk, spans in zip(missing, span_lists, strict=True):
-                assert vectors is not None
-                block = np.asarray(vectors[row : row + len(spans)], dtype=np.float32)
-                row += len(spans)
-                quotable = tuple(_is_quotable(chunk.text, s, e) for s, e in spans)
-                entry = PassageSentences(tuple(spans), block, quotable)
-                found[chunk.chunk_id] = entry
-                with self._lock:
-                    self._cache[chunk.chunk_id] = entry
-                    while len(self._cache) > self._max:
-                        self._cache.popitem(last=False)
-        out = []
+        found = per_chunk(chunks, self._cache, self._embed)
+        assert found is not None  # ``_embed`` always gives entries
+        return found
+
+    def _embed(self, chunks: list[Chunk]) -> list[PassageSentences]:
+        span_lists = []
+        texts: list[str] = []
         for chunk in chunks:
-            cached = found[chunk.chunk_id]
-            assert cached is not None
-            out.append(cached)
-        return out
+            spans = []
+            for start, end in split_sentences(chunk.text):
+                start, end = _tidy(chunk.text, start, end)
+                if start < end:
+                    spans.append((start, end))
+            if not spans:
+                spans = [(0, len(chunk.text))]
+            span_lists.append(spans)
+            texts.extend(chunk.text[s:e] for s, e in spans)
+        vectors = self._embedder.embed_passages(texts) if texts else None
+        entries = []
+        row = 0
+        for chunk, spans in zip(chunks, span_lists, strict=True):
+            assert vectors is not None
+            block = np.asarray(vectors[row : row + len(spans)], dtype=np.float32)
+            row += len(spans)
+            quotable = tuple(_is_quotable(chunk.text, s, e) for s, e in spans)
+            entries.append(PassageSentences(tuple(spans), block, quotable))
+        return entries
 
 
 _WORDS = re.compile(r"\w+")

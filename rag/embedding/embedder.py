@@ -6,7 +6,6 @@ import contextlib
 import functools
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from rag.cache import BoundedCache
 from rag.embedding import resolve
 from rag.embedding.base import TokenStates, unit_rows
 from rag.embedding.batching import MODEL_THREAD, QueryBatcher
@@ -88,8 +88,8 @@ class SentenceTransformerEmbedder:
         # (``token_states``), kept from the queries' own passes: a question is embedded to
         # search and then aligned with its passages.
         self._query_layers: set[int] = set()
-        self._query_states: OrderedDict[str, _Pending | TokenStates] = OrderedDict()
-        self._states_lock = threading.Lock()
+        self._query_states: BoundedCache[str, _Pending | TokenStates] = BoundedCache(256)
+        self._states_lock = threading.Lock()  # guards ``_query_layers``
 
     def load(self) -> None:
         """Resolve, load and identify the model now instead of on first use."""
@@ -220,13 +220,9 @@ class SentenceTransformerEmbedder:
         self, texts: Sequence[str], prompt: str, mask: npt.NDArray[Any], hidden: dict[int, Any]
     ) -> None:
         # Only the arrays here, on the model thread; the offsets are worked out when asked.
-        with self._states_lock:
-            for row, text in enumerate(texts):
-                layers = {k: v[row].float().numpy() for k, v in hidden.items()}
-                self._query_states[text] = _Pending(prompt, mask[row].astype(bool), layers)
-                self._query_states.move_to_end(text)
-                while len(self._query_states) > 256:
-                    self._query_states.popitem(last=False)
+        for row, text in enumerate(texts):
+            layers = {k: v[row].float().numpy() for k, v in hidden.items()}
+            self._query_states.put(text, _Pending(prompt, mask[row].astype(bool), layers))
 
     def _settled(self, text: str, kept: _Pending | TokenStates | None) -> TokenStates | None:
         """``kept`` as ``TokenStates`` (tokenized for its offsets now if it is pending)."""
@@ -244,9 +240,7 @@ class SentenceTransformerEmbedder:
         offsets = np.zeros((len(kept.mask), 2), dtype=np.intp)
         offsets[:n] = encoded["offset_mapping"]
         states = _token_rows(offsets, kept.mask, kept.prompt, kept.layers)
-        with self._states_lock:
-            if text in self._query_states:
-                self._query_states[text] = states
+        self._query_states.put(text, states)
         return states
 
     def embed_passages(self, texts: Sequence[str]) -> FloatArray:
@@ -366,7 +360,7 @@ class SentenceTransformerEmbedder:
             return self._model(self._token_states, texts, query, tuple(layers))
         with self._states_lock:
             self._query_layers.update(layers)
-            kept = {t: self._query_states.get(t) for t in texts}
+        kept = {t: self._query_states.get(t) for t in texts}
         settled = {t: self._settled(t, v) for t, v in kept.items()}
         known = {
             t: v for t, v in settled.items() if v is not None and all(k in v.layers for k in layers)

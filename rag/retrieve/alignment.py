@@ -12,12 +12,11 @@ with it. The layer was chosen on XQuAD dev (docs/tuning.md).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
+from rag.cache import BoundedCache, per_chunk
 from rag.embedding.base import Embedder, TokenEmbedder, TokenStates
 from rag.types import Chunk, FloatArray
 
@@ -36,31 +35,24 @@ class TokenBank:
 
     def __init__(self, embedder: Embedder, *, max_chunks: int = 512) -> None:
         self.embedder = embedder
-        self._max = max_chunks
-        self._cache: OrderedDict[int, TokenStates] = OrderedDict()
-        self._questions: OrderedDict[str, FloatArray] = OrderedDict()
-        self._vectors: OrderedDict[str, FloatArray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: BoundedCache[int, TokenStates] = BoundedCache(max_chunks)
+        self._questions: BoundedCache[str, FloatArray] = BoundedCache(64)
+        self._vectors: BoundedCache[str, FloatArray] = BoundedCache(64)
 
     def remember_vector(self, text: str, vector: FloatArray) -> None:
         """Keep the query vector a search embedded ``text`` to."""
-        with self._lock:
-            self._vectors[text] = vector
-            self._vectors.move_to_end(text)
-            while len(self._vectors) > 64:
-                self._vectors.popitem(last=False)
+        self._vectors.put(text, vector)
 
     def vector(self, text: str) -> FloatArray | None:
         """The query vector of a recent search for ``text``, if any."""
-        with self._lock:
-            return self._vectors.get(text)
+        return self._vectors.get(text)
 
     def question(self, text: str) -> FloatArray | None:
         """The states of the question's word tokens (query prompt); None without token
         states."""
-        with self._lock:
-            if text in self._questions:
-                return self._questions[text]
+        kept = self._questions.get(text)
+        if kept is not None:
+            return kept
         if not isinstance(self.embedder, TokenEmbedder):
             return None
         states = self.embedder.token_states([text], query=True, layers=(ALIGNMENT_LAYER,))
@@ -70,39 +62,25 @@ class TokenBank:
             i for i, (a, b) in enumerate(states[0].offsets) if any(c.isalnum() for c in text[a:b])
         ]
         rows = np.ascontiguousarray(states[0].layers[ALIGNMENT_LAYER][words], dtype=np.float32)
-        with self._lock:
-            self._questions[text] = rows
-            while len(self._questions) > 64:
-                self._questions.popitem(last=False)
+        self._questions.put(text, rows)
         return rows
 
     def passages(self, chunks: Sequence[Chunk]) -> list[TokenStates] | None:
         """Each chunk's token states; missing ones in one pass; None without token states."""
+        return per_chunk(chunks, self._cache, self._embed)
+
+    def _embed(self, chunks: list[Chunk]) -> list[TokenStates] | None:
         if not isinstance(self.embedder, TokenEmbedder):
             return None
-        with self._lock:
-            found = {c.chunk_id: self._cache.get(c.chunk_id) for c in chunks}
-        missing = list({c.chunk_id: c for c in chunks if found[c.chunk_id] is None}.values())
-        if missing:
-            fresh = self.embedder.token_states(
-                [c.text for c in missing], query=False, layers=(ALIGNMENT_LAYER,)
-            )
-            if fresh is None:
-                return None
-            with self._lock:
-                for chunk, states in zip(missing, fresh, strict=True):
-                    small = {k: v.astype(np.float16) for k, v in states.layers.items()}
-                    found[chunk.chunk_id] = self._cache[chunk.chunk_id] = TokenStates(
-                        states.offsets, small
-                    )
-                    while len(self._cache) > self._max:
-                        self._cache.popitem(last=False)
-        out = []
-        for chunk in chunks:
-            kept = found[chunk.chunk_id]
-            assert kept is not None
-            out.append(kept)
-        return out
+        fresh = self.embedder.token_states(
+            [c.text for c in chunks], query=False, layers=(ALIGNMENT_LAYER,)
+        )
+        if fresh is None:
+            return None
+        return [
+            TokenStates(s.offsets, {k: v.astype(np.float16) for k, v in s.layers.items()})
+            for s in fresh
+        ]
 
     def passage_alignments(self, question: str, chunks: Sequence[Chunk]) -> list[float] | None:
         """Each chunk's alignment with the question; None without token states."""
