@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from rag.cache import BoundedCache
 from rag.embedding.base import NEAR_DUPLICATE_COSINE
 from rag.retrieve.alignment import TokenBank
 from rag.retrieve.answer_types import expected_answer_type, quoted_terms
@@ -89,7 +90,7 @@ class Retriever:
         self.mode: Mode = mode
         self.fusion = fusion or FusionConfig()
         self.tokens = tokens or TokenBank(index.embedder)
-        self._term_vectors: dict[str, FloatArray] = {}  # embedded quoted phrases
+        self._term_vectors: BoundedCache[str, FloatArray] = BoundedCache(10_000)  # quoted phrases
 
     def search(
         self,
@@ -185,17 +186,15 @@ class Retriever:
         """
         chunks = self.index.store.get_chunks([cid for cid, _ in ranked])
         terms = {cid: quoted_terms(chunk.text) for cid, chunk in chunks.items()}
-        missing = sorted({t for ts in terms.values() for t in ts} - self._term_vectors.keys())
+        kept = {t: self._term_vectors.get(t) for ts in terms.values() for t in ts}
+        vectors = {t: v for t, v in kept.items() if v is not None}
+        missing = sorted(t for t, v in kept.items() if v is None)
         if missing:
-            vectors = self.index.embedder.embed_queries(missing)
-            for term, vec in zip(missing, vectors, strict=True):
-                self._term_vectors[term] = vec
-            while len(self._term_vectors) > 10_000:
-                self._term_vectors.pop(next(iter(self._term_vectors)))
+            for term, vec in zip(missing, self.index.embedder.embed_queries(missing), strict=True):
+                self._term_vectors.put(term, vec)
+                vectors[term] = vec
         scored = [
-            (cid, max(float(self._term_vectors[t] @ qvec) for t in ts))
-            for cid, ts in terms.items()
-            if ts
+            (cid, max(float(vectors[t] @ qvec) for t in ts)) for cid, ts in terms.items() if ts
         ]
         scored.sort(key=lambda item: -item[1])
         return scored[: self.fusion.term_passages]
