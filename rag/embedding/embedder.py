@@ -224,21 +224,27 @@ class SentenceTransformerEmbedder:
             layers = {k: v[row].float().numpy() for k, v in hidden.items()}
             self._query_states.put(text, _Pending(prompt, mask[row].astype(bool), layers))
 
+    def _with_offsets(self, prompt: str, texts: Sequence[str], **options: Any) -> Any:
+        """``prompt + text`` tokenized as the model's passes are (truncated at its length),
+        with each token's character offsets; one home for the token offsets of every pass."""
+        return self._st.tokenizer(
+            [prompt + t for t in texts],
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=self._st.max_seq_length,
+            **options,
+        )
+
     def _settled(self, text: str, kept: _Pending | TokenStates | None) -> TokenStates | None:
         """``kept`` as ``TokenStates`` (tokenized for its offsets now if it is pending)."""
         if not isinstance(kept, _Pending):
             return kept
-        encoded = self._st.tokenizer(
-            kept.prompt + text,
-            return_offsets_mapping=True,
-            truncation=True,
-            max_length=self._st.max_seq_length,
-        )
-        n = len(encoded["offset_mapping"])
+        encoded = self._with_offsets(kept.prompt, [text])
+        n = len(encoded["offset_mapping"][0])
         if n != int(kept.mask.sum()):
             return None  # not the tokens of the pass: computed afresh instead
         offsets = np.zeros((len(kept.mask), 2), dtype=np.intp)
-        offsets[:n] = encoded["offset_mapping"]
+        offsets[:n] = encoded["offset_mapping"][0]
         states = _token_rows(offsets, kept.mask, kept.prompt, kept.layers)
         self._query_states.put(text, states)
         return states
@@ -294,12 +300,7 @@ class SentenceTransformerEmbedder:
         vectors = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
         windows: list[FloatArray] = [vectors[:0]] * len(texts)
         prompt = self._st.prompts[self._passage_prompt] if self._passage_prompt else ""
-        encoded = self._st.tokenizer(
-            [prompt + t for t in texts],
-            return_offsets_mapping=True,
-            truncation=True,
-            max_length=self._st.max_seq_length,
-        )
+        encoded = self._with_offsets(prompt, texts)
         shift = len(prompt)
         order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         for at in range(0, len(order), self.batch_size):
@@ -380,14 +381,7 @@ class SentenceTransformerEmbedder:
 
         name = self._query_prompt if query else self._passage_prompt
         prompt = self._st.prompts[name] if name else ""
-        encoded = self._st.tokenizer(
-            [prompt + t for t in texts],
-            return_offsets_mapping=True,
-            truncation=True,
-            max_length=self._st.max_seq_length,
-            padding=True,
-            return_tensors="pt",
-        )
+        encoded = self._with_offsets(prompt, texts, padding=True, return_tensors="pt")
         offsets = encoded.pop("offset_mapping").numpy()
         with torch.inference_mode(), self._precision():
             hidden = _hidden_states(self._encoder(), encoded, max(layers))
